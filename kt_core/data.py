@@ -256,15 +256,31 @@ class ExamplesData:
         return tf.concat([tf.reshape(tf.cast(columns[name], tf.float32), [n, -1]) for name in names],
                          axis=1)
 
+    def one_hot_depth(self, model) -> Optional[int]:
+        """Integer labels are one-hot encoded for models trained with categorical
+        cross-entropy (HyperResNet / HyperXception compile with it)."""
+        import tensorflow as tf
+
+        loss = getattr(model, "loss", None)
+        name = loss if isinstance(loss, str) else type(loss).__name__
+        label = self.splits[next(iter(self.splits))][self.label_key]
+        if name not in ("categorical_crossentropy", "CategoricalCrossentropy"):
+            return None
+        if label.dtype != tf.int64 or label.shape.rank != 1:
+            return None
+        return int(model.outputs[0].shape[-1])
+
     def dataset(self, split: str, layout: Tuple[str, ...], batch_size: int,
-                shuffle: bool = False, seed: Optional[int] = None):
+                shuffle: bool = False, seed: Optional[int] = None, one_hot: Optional[int] = None):
         """A batched (features, label) dataset, built once per split/layout and reused."""
         import tensorflow as tf
 
-        key = (split, layout, batch_size, shuffle, seed)
+        key = (split, layout, batch_size, shuffle, seed, one_hot)
         if key not in self._datasets:
             x = self._inputs(split, layout)
             y = self.splits[split][self.label_key]
+            if one_hot:
+                y = tf.one_hot(y, one_hot)
             n = self.num_rows(split)
             ds = tf.data.Dataset.range(n)
             if shuffle:

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 BEST_HP_FILE = "best_hyperparameters.txt"
 RESULTS_FILE = "tuner_results.json"
-SUMMARY_FILE = "search_summary.json"
+SEARCH_CONFIG_FILE = "search_config.json"
 
 
 def atomic_write(path: str, text: str) -> None:

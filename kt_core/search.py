@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Optional
 from kt_core import results as results_lib
 from kt_core.config import ConfigError, TuningConfig
 from kt_core.data import ExamplesData
-from kt_core.modules import ModuleError, is_builtin, load_module, resolve_hypermodel
+from kt_core.modules import (ModuleError, file_sha256, is_builtin, load_module,
+                             resolve_hypermodel)
 
 log = logging.getLogger("kt_core")
 
@@ -93,6 +94,7 @@ def make_oracle(config: TuningConfig):
 
 def _tuner_classes():
     import keras_tuner
+    from keras_tuner.src import utils as keras_tuner_utils
     from keras_tuner.src.engine import tuner_utils
 
     class SearchTuner(keras_tuner.Tuner):
@@ -117,22 +119,19 @@ def _tuner_classes():
                 hp, model, train, *args, validation_data=val,
                 steps_per_epoch=self.config.train_steps,
                 validation_steps=self.config.eval_steps, **kwargs)
+            # Hyperband warm starts and load_model rebuild unbuilt models from this.
+            keras_tuner_utils.save_json(self._get_build_config_fname(trial.trial_id),
+                                        model.get_build_config())
             tuner_utils.validate_trial_results(history, self.oracle.objective, "HyperModel.fit()")
             return history
 
         def datasets_for(self, model):
             c = self.config
-            layout = self.data.layout_for(model)
-            train = self.data.dataset(c.train_split, layout, c.batch_size, shuffle=c.shuffle, seed=c.seed)
-            val = self.data.dataset(c.eval_split, layout, c.batch_size)
+            layout, one_hot = self.data.layout_for(model), self.data.one_hot_depth(model)
+            train = self.data.dataset(c.train_split, layout, c.batch_size, shuffle=c.shuffle,
+                                      seed=c.seed, one_hot=one_hot)
+            val = self.data.dataset(c.eval_split, layout, c.batch_size, one_hot=one_hot)
             return train, val
-
-        def load_model(self, trial):
-            # Keras 3 models built from a function are built by their Input; the
-            # multi-backend build-config file keras-tuner expects is not needed.
-            model = self._try_build(trial.hyperparameters)
-            model.load_weights(self._get_checkpoint_fname(trial.trial_id))
-            return model
 
         def on_trial_begin(self, trial):
             super().on_trial_begin(trial)
@@ -258,6 +257,7 @@ def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_d
 
     tuner = build_tuner(config, hypermodel, data, output_dir)
     preflight(tuner)
+    _write_search_config(tuner, config, output_dir, examples_dir, label_key, module_file, schema_path)
     tuner.search_space_summary()
     callbacks = []
     if config.early_stopping is not None:
@@ -275,6 +275,23 @@ def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_d
     return _finish(tuner, output_dir, save_best_model)
 
 
+def _write_search_config(tuner, config, output_dir, examples_dir, label_key, module_file,
+                         schema_path):
+    """What this search is, next to its results: config, objective, inputs, module hash."""
+    import json
+
+    objective = tuner.oracle.objective
+    results_lib.atomic_write(os.path.join(output_dir, results_lib.SEARCH_CONFIG_FILE), json.dumps({
+        "config": config.to_dict(),
+        "objective": {"name": objective.name, "direction": objective.direction},
+        "examples": examples_dir, "schema": schema_path, "label_key": label_key,
+        "module_file": module_file,
+        "module_sha256": (file_sha256(module_file)
+                          if module_file and not is_builtin(module_file) else None),
+        "dense_feature_order": tuner.data.dense_features,
+    }, indent=1, sort_keys=True))
+
+
 def _finish(tuner, output_dir: str, save_best_model: bool) -> SearchResult:
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials:
@@ -285,8 +302,12 @@ def _finish(tuner, output_dir: str, save_best_model: bool) -> SearchResult:
         os.path.join(output_dir, results_lib.BEST_HP_FILE), best.hyperparameters)
     best_model_path = None
     if save_best_model:
+        import warnings
+
         best_model_path = os.path.join(output_dir, BEST_MODEL_FILE)
-        tuner.get_best_models(1)[0].save(best_model_path)
+        with warnings.catch_warnings():  # the checkpoint holds optimizer slots we do not need
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            tuner.get_best_models(1)[0].save(best_model_path)
     log.info("best trial %s score %s: %s", best.trial_id, best.score, best.hyperparameters.values)
     return SearchResult(
         best_hyperparameters=best.hyperparameters, best_trial_id=best.trial_id,

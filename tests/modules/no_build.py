@@ -1,0 +1,2 @@
+"""Defines nothing to tune."""
+VALUE = 1
