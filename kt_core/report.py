@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from kt_core import results as results_lib
 
 NUMERIC_TYPES = ("Int", "Float")
+INTERNAL_PREFIX = "tuner/"  # keras-tuner's per-trial bookkeeping (Hyperband), not searched
 FINISHED_OK = "COMPLETED"
 _MIN_HINTS = ("loss", "error", "crossentropy", "mse", "mae", "mape", "msle", "hinge",
               "divergence", "poisson", "cosine_similarity_loss")
@@ -93,7 +94,7 @@ class Search:
         return scored[0]
 
     @property
-    def hp_names(self) -> List[str]:
+    def all_hp_names(self) -> List[str]:
         """Space order first, then any name only the records know."""
         names = [h["name"] for h in self.space]
         for t in self.trials:
@@ -101,6 +102,12 @@ class Search:
                 if name not in names:
                     names.append(name)
         return names
+
+    @property
+    def hp_names(self) -> List[str]:
+        """The tuned hyperparameters: without keras-tuner's own bookkeeping values
+        (Hyperband's `tuner/epochs`, `tuner/bracket`, ...)."""
+        return [n for n in self.all_hp_names if not n.startswith(INTERNAL_PREFIX)]
 
     def hp_spec(self, name: str) -> Optional[Dict[str, Any]]:
         for h in self.space:
@@ -148,6 +155,8 @@ def load_search(output_dir: str, objective: Optional[str] = None,
         t["trial_id"] = str(t["trial_id"])
         if not isinstance(t.get("hyperparameters"), dict):  # stock TFX records: flat values only
             t["hyperparameters"] = {k: v for k, v in t.items() if k not in _RECORD_KEYS}
+        if not t.get("status"):
+            t["status"] = FINISHED_OK if _is_num(t.get("score")) else "UNKNOWN"
 
     best_values, best_space = None, []
     best_path = _join(output_dir, BEST_HP_FILE)
@@ -380,16 +389,19 @@ def summary_text(search: Search, top: int = 5) -> str:
                                           else " so far (search not finished)")
         lines.append(f"{label}:")
         width = max((len(k) for k in values), default=0)
-        for name in [n for n in names if n in values] + [n for n in values if n not in names]:
+        ordered = search.all_hp_names
+        for name in [n for n in ordered if n in values] + [n for n in values if n not in ordered]:
             lines.append(f"  {name.ljust(width)} = {values[name]!r}")
     failed = [t for t in search.trials if t.get("status") in ("FAILED", "INVALID")]
     if failed:
-        lines.append("")
+        if lines[-1]:
+            lines.append("")
         lines.append(f"{len(failed)} trial(s) failed or were invalid:")
         for t in failed[-5:]:
             lines.append(f"  trial {t['trial_id']} {t.get('status')}: {_one_line(t.get('error'), 150)}")
     if search.running:
-        lines.append("")
+        if lines[-1]:
+            lines.append("")
         lines.append("Running: trial " + ", ".join(search.running))
     return "\n".join(lines).rstrip() + "\n"
 
@@ -491,8 +503,8 @@ def render_html(search: Search) -> str:
     else:
         values = search.best_values if search.best_values is not None else best["hyperparameters"]
         rows = "".join(f"<tr><th>{e(n)}</th><td>{e(fmt(values[n]))}</td></tr>"
-                       for n in [n for n in search.hp_names if n in values]
-                       + [n for n in values if n not in search.hp_names])
+                       for n in [n for n in search.all_hp_names if n in values]
+                       + [n for n in values if n not in search.all_hp_names])
         parts.append(
             f'<div class="best"><div class="big">trial <span id="best-trial-id">{e(best["trial_id"])}</span>'
             f'</div><div class="score">{e(search.objective or "score")} = '
@@ -529,9 +541,11 @@ def _trials_table(search: Search) -> str:
     best = search.best
     scored = search.scored
     order = scored + [t for t in search.trials if not any(t is s for s in scored)]
-    names = search.hp_names
+    names = search.all_hp_names
+    any_error = any(t.get("error") for t in search.trials)
     head = "".join(f"<th>{e(h)}</th>" for h in
-                   ["#", "trial", "status", search.objective or "score", "duration", "best epoch", "epochs"] + names + ["error"])
+                   ["#", "trial", "status", search.objective or "score", "duration", "best epoch", "epochs"]
+                   + names + (["error"] if any_error else []))
     rows = []
     for i, t in enumerate(order):
         rank = str(i + 1) if i < len(scored) else ""
@@ -544,7 +558,8 @@ def _trials_table(search: Search) -> str:
         tds = "".join(f"<td>{e(c)}</td>" if j != 2 else f'<td class="st-{e(c.lower())}">{e(c)}</td>'
                       for j, c in enumerate(cells))
         err = t.get("error")
-        tds += (f'<td class="err" title="{e(str(err))}">{e(_one_line(err, 80))}</td>' if err else "<td></td>")
+        if any_error:
+            tds += (f'<td class="err" title="{e(str(err))}">{e(_one_line(err, 80))}</td>' if err else "<td></td>")
         rows.append(f'<tr id="trial-{e(t["trial_id"])}"{cls}>{tds}</tr>')
     absent_note = ("<p class=\"note\">An empty hyperparameter cell: the trial did not have that "
                    "hyperparameter (conditional, or added to the search space later).</p>")

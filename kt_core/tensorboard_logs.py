@@ -45,7 +45,7 @@ def write_hparams_logs(output_dir: str, logdir: Optional[str] = None,
     logdir = logdir or report._join(output_dir, LOGDIR_NAME)
     tf.io.gfile.makedirs(logdir)
 
-    hparams = {name: hp_api.HParam(name, _domain(hp_api, search, name)) for name in search.hp_names}
+    hparams = {name: hp_api.HParam(name, _domain(hp_api, search, name)) for name in search.all_hp_names}
     metric_names = _metric_names(search)
     objective = search.objective or "objective"
     metrics = [hp_api.Metric("score", display_name=f"score ({objective}, {search.direction})",

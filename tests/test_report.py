@@ -76,39 +76,39 @@ def flaky_run(tmp_path_factory):
 
 
 @pytest.fixture(params=["penguin", "flaky"])
-def run(request):
+def search_run(request):
     return request.getfixturevalue(f"{request.param}_run")
 
 
 # -- load + text summary ----------------------------------------------------------------
 
-def test_load_search_finds_objective_best_and_space(run):
-    search = report.load_search(run["out"])
-    result = run["result"]
-    assert search.objective == run["objective"]
-    assert search.direction == ("max" if run["objective"] == "val_accuracy" else "min")
+def test_load_search_finds_objective_best_and_space(search_run):
+    search = report.load_search(search_run["out"])
+    result = search_run["result"]
+    assert search.objective == search_run["objective"]
+    assert search.direction == ("max" if search_run["objective"] == "val_accuracy" else "min")
     assert search.finished and search.running == []
-    assert [t["trial_id"] for t in search.trials] == [r["trial_id"] for r in run["records"]]
+    assert [t["trial_id"] for t in search.trials] == [r["trial_id"] for r in search_run["records"]]
     assert search.best["trial_id"] == result.best_trial_id
     assert search.best["score"] == pytest.approx(result.best_score)
     assert search.best_values == result.best_hyperparameters.values
     assert {h["name"] for h in search.space} == set(result.best_hyperparameters.values) | {
-        n for r in run["records"] for n in r["hyperparameters"]}
+        n for r in search_run["records"] for n in r["hyperparameters"]}
 
 
-def test_objective_inferred_without_search_config(run, tmp_path):
+def test_objective_inferred_without_search_config(search_run, tmp_path):
     """Output dirs without search_config.json (older runs, the stock TFX Tuner): the
     objective and direction are told from the records; a file naming them wins."""
     out = str(tmp_path / "out")
-    shutil.copytree(run["out"], out)
+    shutil.copytree(search_run["out"], out)
     for name in report.SEARCH_INFO_FILES:
         if os.path.exists(os.path.join(out, name)):
             os.remove(os.path.join(out, name))
     search = report.load_search(out)
     assert search.objective_source == "inferred from trial scores"
     assert (search.objective, search.direction) == (
-        run["objective"], "max" if run["objective"] == "val_accuracy" else "min")
-    assert search.best["trial_id"] == run["result"].best_trial_id
+        search_run["objective"], "max" if search_run["objective"] == "val_accuracy" else "min")
+    assert search.best["trial_id"] == search_run["result"].best_trial_id
 
     with open(os.path.join(out, "search_config.json"), "w") as f:
         json.dump({"objective": {"name": "val_loss", "direction": "min"}}, f)
@@ -117,12 +117,12 @@ def test_objective_inferred_without_search_config(run, tmp_path):
         "val_loss", "min", "search_config.json")
 
 
-def test_summary_names_best_trial_and_score(run):
-    search = report.load_search(run["out"])
-    result = run["result"]
+def test_summary_names_best_trial_and_score(search_run):
+    search = report.load_search(search_run["out"])
+    result = search_run["result"]
     text = report.summary_text(search, top=2)
-    assert f"Best trial: {result.best_trial_id}, {run['objective']} {report.fmt(result.best_score)}" in text
-    assert f"Objective: {run['objective']}" in text
+    assert f"Best trial: {result.best_trial_id}, {search_run['objective']} {report.fmt(result.best_score)}" in text
+    assert f"Objective: {search_run['objective']}" in text
     table = text.split("scored trials:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert table[0].split()[:3] == ["rank", "trial", "score"]
     assert len(table) == 3  # header + top 2
@@ -189,6 +189,7 @@ def _chromium(tmp_path, *args):
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=10000",
            "--enable-logging=stderr", "--v=0",
+           "--enable-unsafe-swiftshader",  # software WebGL (the parallel-coordinates plot) without a GPU
            "--host-resolver-rules=MAP * ~NOTFOUND",  # offline: the report must need no network
            *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
@@ -196,9 +197,9 @@ def _chromium(tmp_path, *args):
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM),
                     reason=f"{CHROMIUM} is not installed (Debian: scripts/ci_system_deps.sh installs it)")
-def test_html_report_renders_in_chromium(run, request, tmp_path):
+def test_html_report_renders_in_chromium(search_run, request, tmp_path):
     page = str(tmp_path / "report.html")
-    report.write_html_report(run["out"], page)
+    report.write_html_report(search_run["out"], page)
     with open(page) as f:
         source = f.read()
     # Self-contained: plotly.js inline exactly once, nothing fetched.
@@ -218,21 +219,21 @@ def test_html_report_renders_in_chromium(run, request, tmp_path):
     assert len(divs) == 4, f"expected 4 plots, found {len(divs)}"
     for chunk in divs:
         assert 'class="main-svg"' in chunk.split("plotly-graph-div")[0]
-    best_id = run["result"].best_trial_id
+    best_id = search_run["result"].best_trial_id
     assert re.search(rf'id="best-trial-id">{re.escape(best_id)}<', dom)
     assert f"best (trial {best_id})" in dom  # legend text plotly.js rendered into the SVG
     assert re.search(rf'<tr id="trial-{re.escape(best_id)}" class="best-row">', dom)
-    for record in run["records"]:
+    for record in search_run["records"]:
         assert f'id="trial-{record["trial_id"]}"' in dom
-    if any(r["status"] == "FAILED" for r in run["records"]):
+    if any(r["status"] == "FAILED" for r in search_run["records"]):
         assert "failed (no score)" in dom and "extra_units=0" in dom
 
-    if request.node.callspec.params["run"] == "penguin":
+    if request.node.callspec.params["search_run"] == "penguin":
         os.makedirs(ARTIFACTS, exist_ok=True)
         shot = os.path.join(ARTIFACTS, "report.png")
         if os.path.exists(shot):
             os.remove(shot)
-        done = _chromium(tmp_path, "--window-size=1280,3800", "--hide-scrollbars",
+        done = _chromium(tmp_path, "--window-size=1280,3200", "--hide-scrollbars",
                          f"--screenshot={shot}", f"file://{page}")
         assert done.returncode == 0 and os.path.getsize(shot) > 50_000, done.stderr[-2000:]
         try:
@@ -273,24 +274,24 @@ def _pb_value(value):
             "bool_value": value.bool_value}[kind]
 
 
-def test_tensorboard_hparams_logs(run):
+def test_tensorboard_hparams_logs(search_run):
     from tensorboard.plugins.hparams import api_pb2
 
-    logdir = tensorboard_logs.write_hparams_logs(run["out"])
-    assert logdir == os.path.join(run["out"], "tensorboard")
+    logdir = tensorboard_logs.write_hparams_logs(search_run["out"])
+    assert logdir == os.path.join(search_run["out"], "tensorboard")
     # The experiment: every hyperparameter with a domain, the score and the epoch metrics.
     config, _ = _read_run(logdir)
     experiment = config["experiment"].experiment
-    names = {r for rec in run["records"] for r in rec["hyperparameters"]}
+    names = {r for rec in search_run["records"] for r in rec["hyperparameters"]}
     assert {h.name for h in experiment.hparam_infos} == names
     assert all(h.HasField("domain_discrete") or h.HasField("domain_interval")
                for h in experiment.hparam_infos)
     metric_tags = {m.name.tag for m in experiment.metric_infos}
-    assert {"score", "duration_s", run["objective"]} <= metric_tags
+    assert {"score", "duration_s", search_run["objective"]} <= metric_tags
 
-    completed = [r for r in run["records"] if r["status"] == "COMPLETED"]
+    completed = [r for r in search_run["records"] if r["status"] == "COMPLETED"]
     assert completed
-    for record in run["records"]:
+    for record in search_run["records"]:
         data, scalars = _read_run(os.path.join(logdir, f"trial_{record['trial_id']}"))
         start = data["session_start_info"].session_start_info
         assert start.group_name == record["trial_id"]
@@ -302,9 +303,9 @@ def test_tensorboard_hparams_logs(run):
         if record["status"] == "COMPLETED":
             assert status == api_pb2.STATUS_SUCCESS
             epochs = record["metrics"][0]
-            assert [s for s, _ in scalars[run["objective"]]] == [e["epoch"] for e in epochs]
-            assert [v for _, v in scalars[run["objective"]]] == pytest.approx(
-                [e[run["objective"]] for e in epochs], rel=1e-6)
+            assert [s for s, _ in scalars[search_run["objective"]]] == [e["epoch"] for e in epochs]
+            assert [v for _, v in scalars[search_run["objective"]]] == pytest.approx(
+                [e[search_run["objective"]] for e in epochs], rel=1e-6)
             assert scalars["score"] == [(record["best_step"], pytest.approx(record["score"], rel=1e-6))]
         else:
             assert status == api_pb2.STATUS_FAILURE
@@ -312,7 +313,7 @@ def test_tensorboard_hparams_logs(run):
 
     # Idempotent: a second call leaves one events file per run (and one for the config).
     before = sorted(os.listdir(os.path.join(logdir, f"trial_{completed[0]['trial_id']}")))
-    tensorboard_logs.write_hparams_logs(run["out"])
+    tensorboard_logs.write_hparams_logs(search_run["out"])
     after = sorted(os.listdir(os.path.join(logdir, f"trial_{completed[0]['trial_id']}")))
     assert before == after
     assert len([f for f in os.listdir(logdir) if f.startswith("events.out.tfevents")]) == 1
