@@ -17,7 +17,6 @@ How features reach a model depends on the model's inputs:
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -34,14 +33,18 @@ class DataError(ValueError):
 
 
 def split_files(examples_dir: str, split: str) -> List[str]:
-    if not os.path.isdir(examples_dir):
+    """The files of one split (local or gs:// paths)."""
+    from tensorflow.io import gfile
+
+    if not gfile.isdir(examples_dir):
         raise DataError(f"examples directory not found: {examples_dir}")
     split_dir = os.path.join(examples_dir, f"Split-{split}")
-    if not os.path.isdir(split_dir):
-        found = sorted(d[len("Split-"):] for d in os.listdir(examples_dir) if d.startswith("Split-"))
+    if not gfile.isdir(split_dir):
+        found = sorted(d.rstrip("/")[len("Split-"):] for d in gfile.listdir(examples_dir)
+                       if d.startswith("Split-"))
         raise DataError(f"split {split!r} not found in {examples_dir} (expected {split_dir}); "
                         f"splits found: {found}")
-    files = sorted(f for f in glob.glob(os.path.join(split_dir, "*")) if os.path.isfile(f))
+    files = sorted(f for f in gfile.glob(os.path.join(split_dir, "*")) if not gfile.isdir(f))
     if not files:
         raise DataError(f"split {split!r} is empty: no files in {split_dir}")
     return files
@@ -73,11 +76,11 @@ def feature_spec_from_schema(schema_path: str) -> Dict[str, "tf.io.FixedLenFeatu
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    if not os.path.isfile(schema_path):
+    if not tf.io.gfile.exists(schema_path):
         raise DataError(f"schema file not found: {schema_path}")
     schema = schema_pb2.Schema()
     try:
-        with open(schema_path) as f:
+        with tf.io.gfile.GFile(schema_path) as f:
             text_format.Parse(f.read(), schema)
     except text_format.ParseError as e:
         raise DataError(f"schema file {schema_path} is not a valid Schema pbtxt: {e}") from None
@@ -190,9 +193,7 @@ class ExamplesData:
         if not parts[self.label_key]:
             raise DataError(f"no records in {', '.join(files)}")
         columns = {name: tf.concat(values, axis=0) for name, values in parts.items()}
-        for name, shape in self.image_features.items():
-            columns[name] = _to_images(columns[name], shape, name)
-        return columns
+        return prepare_columns(columns, self.image_features)
 
     # -- what the data says about the model -------------------------------
 
@@ -244,17 +245,7 @@ class ExamplesData:
         return ("dense",) + tuple(self.dense_features)
 
     def _inputs(self, split: str, layout: Tuple[str, ...]):
-        import tensorflow as tf
-
-        columns = self.splits[split]
-        kind, names = layout[0], layout[1:]
-        if kind == "dict":
-            return {n: columns[n] for n in names}
-        if kind == "image":
-            return columns[names[0]]
-        n = self.num_rows(split)
-        return tf.concat([tf.reshape(tf.cast(columns[name], tf.float32), [n, -1]) for name in names],
-                         axis=1)
+        return assemble_inputs(self.splits[split], layout)
 
     def one_hot_depth(self, model) -> Optional[int]:
         """Integer labels are one-hot encoded for models trained with categorical
@@ -294,6 +285,27 @@ class ExamplesData:
     def serving_feature_spec(self) -> Dict[str, "tf.io.FixedLenFeature"]:
         """The spec a serving signature parses (label excluded)."""
         return {n: s for n, s in self.feature_spec.items() if n != self.label_key}
+
+
+def assemble_inputs(columns, layout: Tuple[str, ...]):
+    """Model inputs from parsed feature columns (in memory or a serving batch)."""
+    import tensorflow as tf
+
+    kind, names = layout[0], layout[1:]
+    if kind == "dict":
+        return {n: columns[n] for n in names}
+    if kind == "image":
+        return columns[names[0]]
+    return tf.concat([tf.reshape(tf.cast(columns[name], tf.float32), [tf.shape(columns[name])[0], -1])
+                      for name in names], axis=1)
+
+
+def prepare_columns(columns, image_features):
+    """Decodes/reshapes the image features of a batch of parsed columns."""
+    columns = dict(columns)
+    for name, shape in image_features.items():
+        columns[name] = _to_images(columns[name], shape, name)
+    return columns
 
 
 def _to_images(column, shape, name):

@@ -30,10 +30,30 @@ def is_builtin(name: Optional[str]) -> bool:
     return name in BUILTIN_HYPERMODELS
 
 
-def load_module(path: str):
-    """Imports a module file by path; errors name the file."""
-    if not os.path.isfile(path):
-        raise ModuleError(f"module file not found: {path}")
+def is_module_name(ref: str) -> bool:
+    """`pkg.module` (importable, e.g. baked into the image) rather than a file path."""
+    return bool(ref) and not ref.endswith(".py") and "/" not in ref and all(
+        part.isidentifier() for part in ref.split("."))
+
+
+def module_path(ref: str) -> str:
+    """The file behind a module file path or an importable module name."""
+    if is_module_name(ref) and not os.path.isfile(ref):
+        try:
+            spec = importlib.util.find_spec(ref)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.origin:
+            raise ModuleError(f"module {ref!r} is neither a file nor an importable module")
+        return spec.origin
+    if not os.path.isfile(ref):
+        raise ModuleError(f"module file not found: {ref}")
+    return ref
+
+
+def load_module(ref: str):
+    """Imports a module file by path (or an importable module by name); errors name it."""
+    path = module_path(ref)
     name = "kt_user_module_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -49,8 +69,8 @@ def load_module(path: str):
     return module
 
 
-def file_sha256(path: str) -> str:
-    with open(path, "rb") as f:
+def file_sha256(ref: str) -> str:
+    with open(module_path(ref), "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
 

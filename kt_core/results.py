@@ -42,14 +42,16 @@ def _number(value):
 class TrialRecorder:
     """Collects per-trial facts the oracle does not keep (epochs, timing, errors)."""
 
-    def __init__(self, results_path: str):
+    def __init__(self, results_path: str, resume: bool = True):
         self.results_path = results_path
         self.records: Dict[str, Dict[str, Any]] = {}
         self._order: List[str] = []
         self._epochs: Dict[str, List[List[Dict[str, float]]]] = {}
         self._start: Dict[str, float] = {}
-        if os.path.exists(results_path):  # resuming: keep what earlier runs recorded
-            with open(results_path) as f:
+        import tensorflow as tf
+
+        if resume and tf.io.gfile.exists(results_path):  # keep what earlier runs recorded
+            with tf.io.gfile.GFile(results_path) as f:
                 for record in json.load(f):
                     self.records[record["trial_id"]] = record
                     self._order.append(record["trial_id"])
@@ -102,5 +104,7 @@ def write_best_hyperparameters(path: str, hyperparameters) -> None:
 
 
 def load_results(path: str) -> List[Dict[str, Any]]:
-    with open(path) as f:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path) as f:
         return json.load(f)

@@ -171,7 +171,8 @@ def _tuner_classes():
 def build_tuner(config: TuningConfig, hypermodel, data: ExamplesData, output_dir: str):
     SearchTuner, HyperbandSearchTuner = _tuner_classes()
     cls = HyperbandSearchTuner if config.tuner == "hyperband" else SearchTuner
-    recorder = results_lib.TrialRecorder(os.path.join(output_dir, results_lib.RESULTS_FILE))
+    recorder = results_lib.TrialRecorder(os.path.join(output_dir, results_lib.RESULTS_FILE),
+                                         resume=not config.overwrite)
     return cls(
         make_oracle(config), hypermodel, data, config, recorder,
         optimizer=_keras_object(config.optimizer, "optimizers"),
@@ -249,7 +250,9 @@ def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_d
     classes = config.classes or data.num_classes(config.train_split)
     hypermodel = resolve_hypermodel(module_file, config.hypermodel, config.hypermodel_args,
                                     input_shape, classes)
-    os.makedirs(output_dir, exist_ok=True)
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(output_dir)  # local or gs://
     if config.seed is not None:
         import keras
 

@@ -21,6 +21,8 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update
 # fonts-liberation: legible text in the report screenshot (a recommends we keep).
-apt-get install -y --no-install-recommends "${missing[@]}" fonts-liberation
+# A failed install must not fail CI by itself: the tests that need Chromium skip and say so.
+if ! { apt-get update && apt-get install -y --no-install-recommends "${missing[@]}" fonts-liberation; }; then
+  echo "ci_system_deps: install of ${missing[*]} failed; tests needing them will be skipped" >&2
+fi

@@ -15,7 +15,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "p
 
 
 def main():
-    with open(os.path.join(ROOT, "penguins_processed.csv")) as f:
+    with open(os.path.join(ROOT, "csv", "penguins_processed.csv")) as f:
         rows = list(csv.DictReader(f))
     out = {}
     for split in ("train", "eval"):

@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import REPO, module
 
-from kt_core import cli
+from pipelines import cli
 
 KT = os.path.join(os.path.dirname(sys.executable), "kt-pipelines")
 

@@ -1,0 +1,68 @@
+"""The Tuner component: keras-tuner search over a module's `build_model(hp)`."""
+
+from typing import Any, Dict, Optional, Union
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.proto import trainer_pb2
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components import common
+from components.tuner import executor
+
+
+class TunerSpec(ComponentSpec):
+    PARAMETERS = {
+        common.MODULE_FILE_KEY: ExecutionParameter(type=str),
+        common.LABEL_KEY_KEY: ExecutionParameter(type=str),
+        common.TUNING_CONFIG_KEY: ExecutionParameter(type=str),
+        "train_args": ExecutionParameter(type=trainer_pb2.TrainArgs, optional=True),
+        "eval_args": ExecutionParameter(type=trainer_pb2.EvalArgs, optional=True),
+    }
+    INPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "schema": ChannelParameter(type=standard_artifacts.Schema, optional=True),
+        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
+    }
+    OUTPUTS = {
+        "best_hyperparameters": ChannelParameter(type=standard_artifacts.HyperParameters),
+        "tuner_results": ChannelParameter(type=standard_artifacts.TunerResults),
+    }
+
+
+class Tuner(base_component.BaseComponent):
+    """Searches hyperparameters with keras-tuner; no `tuner_fn` needed.
+
+    Inputs: `examples` (required), `schema` (optional; otherwise the feature spec is
+    inferred from the records), `transform_graph` (optional: then `examples` are the
+    Transform's transformed examples and the feature spec is its output schema).
+
+    Parameters: `module_file` (a module with `build_model(hp)` or `hypermodel`, or
+    `resnet` / `xception`), `label_key`, `tuning_config` (the kt_core config dict:
+    tuner, objective, max_trials, hyperparameters, ...), `train_args` / `eval_args`
+    (splits, and `num_steps` as steps per epoch), as in the stock TFX Tuner.
+
+    Outputs: `best_hyperparameters` (a `HyperParameters` artifact holding
+    `best_hyperparameters.txt`, the same file the stock Tuner writes: the stock TFX
+    Trainer accepts it) and `tuner_results` (`TunerResults`: `tuner_results.json`,
+    the search's trial logs and checkpoints, kept in the pipeline root).
+    """
+
+    SPEC_CLASS = TunerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, examples: types.BaseChannel, module_file: str, label_key: str,
+                 tuning_config: Union[None, str, Dict[str, Any]] = None,
+                 schema: Optional[types.BaseChannel] = None,
+                 transform_graph: Optional[types.BaseChannel] = None,
+                 train_args: Optional[trainer_pb2.TrainArgs] = None,
+                 eval_args: Optional[trainer_pb2.EvalArgs] = None):
+        spec = TunerSpec(
+            examples=examples, schema=schema, transform_graph=transform_graph,
+            module_file=common.check_module_file(module_file), label_key=label_key,
+            tuning_config=common.tuning_config_param(tuning_config),
+            train_args=train_args, eval_args=eval_args,
+            best_hyperparameters=types.Channel(type=standard_artifacts.HyperParameters),
+            tuner_results=types.Channel(type=standard_artifacts.TunerResults))
+        super().__init__(spec=spec)
