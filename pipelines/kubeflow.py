@@ -36,11 +36,30 @@ def compile_pipeline(pipeline, output: str, image: str, gpu: Optional[GpuSetting
     runner.run(pipeline, write_out=True)
     with open(output) as f:
         job = json.load(f)
+    show_reports_in_ui(job)
     if gpu is not None and gpu.scheduled:
         add_gpu_scheduling(job, gpu)
-        with open(output, "w") as f:
-            json.dump(job, f, indent=2, sort_keys=True)
+    with open(output, "w") as f:
+        json.dump(job, f, indent=2, sort_keys=True)
     return job
+
+
+def show_reports_in_ui(job: Dict) -> None:
+    """Types our HtmlReport outputs `system.HTML` (the KFP UI renders those) and runs
+    those tasks through our entrypoint, which maps the type back (components.kfp_entrypoint)."""
+    from components.artifacts import KFP_HTML_TITLE, HtmlReport
+
+    spec = job["pipelineSpec"]
+    executors = spec["deploymentSpec"]["executors"]
+    for component in spec["components"].values():
+        outputs = component.get("outputDefinitions", {}).get("artifacts", {})
+        reports = [o for o in outputs.values()
+                   if HtmlReport.TYPE_NAME in json.dumps(o.get("artifactType", {}))]
+        for output in reports:
+            output["artifactType"] = {"schemaTitle": KFP_HTML_TITLE, "schemaVersion": "0.0.1"}
+        if reports:
+            container = executors[component["executorLabel"]]["container"]
+            container["command"] = ["python", "-m", "components.kfp_entrypoint"]
 
 
 def executor_labels(job: Dict, components: Iterable[str]) -> Dict[str, str]:

@@ -132,6 +132,11 @@ def test_compiled_pipeline_gpu_on_tuner_and_trainer_only(compiled):
     tuner_label = spec.components[tasks["Tuner"].component_ref.name].executor_label
     args = json_format.MessageToDict(executors[tuner_label].struct_value)["container"]["args"]
     assert args[:2] == ["--executor_class_path", "components.tuner.executor.Executor"]
+    # The search report is an HTML artifact the KFP v2 UI renders, on the Tuner only.
+    html_outputs = [(c, name) for c, comp in job["pipelineSpec"]["components"].items()
+                    for name, o in comp.get("outputDefinitions", {}).get("artifacts", {}).items()
+                    if o["artifactType"].get("schemaTitle") == "system.HTML"]
+    assert html_outputs == [("Tuner", "report")]
 
     platform = pipeline_spec_pb2.PlatformSpec()
     json_format.ParseDict(job["platformSpec"], platform)
@@ -173,7 +178,9 @@ def test_compiled_entrypoint_runs_locally(compiled, tmp_path, penguin_examples):
                 "best_hyperparameters": {"artifacts": [{
                     "name": "best", "uri": str(out / "best"), "type": {"schemaTitle": "tfx.HyperParameters"}}]},
                 "tuner_results": {"artifacts": [{
-                    "name": "results", "uri": str(out / "results"), "type": {"schemaTitle": "tfx.TunerResults"}}]}},
+                    "name": "results", "uri": str(out / "results"), "type": {"schemaTitle": "tfx.TunerResults"}}]},
+                "report": {"artifacts": [{
+                    "name": "report", "uri": str(out / "report.html"), "type": {"schemaTitle": "system.HTML"}}]}},
             "outputFile": str(out / "executor_output.json")}}
     command = [sys.executable if c == "python" else c for c in container["command"]]
     args = [json.dumps(executor_input) if a == "{{$}}" else a for a in container["args"]]
@@ -185,6 +192,9 @@ def test_compiled_entrypoint_runs_locally(compiled, tmp_path, penguin_examples):
     assert len(json.loads((out / "results" / "tuner_results.json").read_text())) == 2
     executor_output = json.loads((out / "executor_output.json").read_text())
     assert "best_hyperparameters" in executor_output["artifacts"]
+    # The report artifact's URI is the HTML page itself, as the KFP UI reads system.HTML.
+    page = (out / "report.html").read_text()
+    assert page.lstrip().lower().startswith("<!doctype html") and "plotly" in page
 
 
 def test_compile_fails_early_on_missing_module(tmp_path, capsys):

@@ -8,8 +8,9 @@ from tfx.proto import trainer_pb2
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components import common
+from components import artifacts, common
 from components.tuner import executor
+from kt_core.objective_check import check_objective_reported
 
 
 class TunerSpec(ComponentSpec):
@@ -28,6 +29,7 @@ class TunerSpec(ComponentSpec):
     OUTPUTS = {
         "best_hyperparameters": ChannelParameter(type=standard_artifacts.HyperParameters),
         "tuner_results": ChannelParameter(type=standard_artifacts.TunerResults),
+        "report": ChannelParameter(type=artifacts.HtmlReport),
     }
 
 
@@ -46,7 +48,9 @@ class Tuner(base_component.BaseComponent):
     Outputs: `best_hyperparameters` (a `HyperParameters` artifact holding
     `best_hyperparameters.txt`, the same file the stock Tuner writes: the stock TFX
     Trainer accepts it) and `tuner_results` (`TunerResults`: `tuner_results.json`,
-    the search's trial logs and checkpoints, kept in the pipeline root).
+    the search's trial logs and checkpoints, TensorBoard HParams logs, kept in the
+    pipeline root) and `report` (the search's HTML report; compiled for KFP as a
+    `system.HTML` artifact, so the KFP v2 UI shows it).
     """
 
     SPEC_CLASS = TunerSpec
@@ -64,5 +68,9 @@ class Tuner(base_component.BaseComponent):
             tuning_config=common.tuning_config_param(tuning_config),
             train_args=train_args, eval_args=eval_args,
             best_hyperparameters=types.Channel(type=standard_artifacts.HyperParameters),
-            tuner_results=types.Channel(type=standard_artifacts.TunerResults))
+            tuner_results=types.Channel(type=standard_artifacts.TunerResults),
+            report=types.Channel(type=artifacts.HtmlReport))
+        # An objective the model does not report fails here, at compile time, not on the cluster.
+        check_objective_reported(spec.exec_properties[common.MODULE_FILE_KEY],
+                                 spec.exec_properties[common.TUNING_CONFIG_KEY])
         super().__init__(spec=spec)

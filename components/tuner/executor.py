@@ -10,7 +10,7 @@ from tfx.types import artifact_utils
 
 from components import common
 from kt_core import results as results_lib
-from kt_core.search import run_search
+from kt_core.search import REPORT_FILE, run_search
 
 
 class Executor(base_executor.BaseExecutor):
@@ -32,3 +32,9 @@ class Executor(base_executor.BaseExecutor):
         tf.io.gfile.makedirs(best_dir)
         tf.io.gfile.copy(os.path.join(result.output_dir, results_lib.BEST_HP_FILE),
                          os.path.join(best_dir, results_lib.BEST_HP_FILE), overwrite=True)
+        # The report artifact's URI is the page itself (see components.artifacts).
+        report = artifact_utils.get_single_instance(output_dict["report"])
+        report_file = os.path.join(result.output_dir, REPORT_FILE)
+        if tf.io.gfile.exists(report_file):
+            tf.io.gfile.makedirs(os.path.dirname(report.uri))
+            tf.io.gfile.copy(report_file, report.uri, overwrite=True)
