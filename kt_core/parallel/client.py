@@ -1,0 +1,209 @@
+"""A worker's view of the coordinator: an Oracle and a trial log that live remotely.
+
+`RemoteOracle` is a keras_tuner `Oracle` whose methods are calls to the coordinator
+(keras-tuner's own OracleClient does the same, but is configured through
+environment variables read deep inside BaseTuner, sends no token and has no
+leases). `RemoteTrialLog` is a `TrialRecorder` that sends each epoch to the
+coordinator, the one writer of tuner_results.json, and hears back whether the
+trial should stop (median stopping) or is no longer this worker's.
+Both are handed to the same `SearchTuner` a single-process search runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Optional
+
+import grpc
+
+from kt_core import results as results_lib
+from kt_core.parallel import auth, wire
+
+log = logging.getLogger("kt_core")
+
+# Coordinator calls are retried by gRPC while it is unreachable (wait_for_ready);
+# a worker that cannot reach it for this long gives up (see Heartbeats).
+RPC_TIMEOUT_S = 600.0
+
+
+class CoordinatorClient:
+    def __init__(self, address: str, token: str, worker_id: str):
+        from keras_tuner.src import protos
+
+        self.address = address
+        self.worker_id = worker_id
+        self.channel = auth.authenticated_channel(address, token, worker_id)
+        self.oracle_stub = protos.get_service_grpc().OracleStub(self.channel)
+        self._calls = {name: self.channel.unary_unary(wire.method(name), request_serializer=wire.encode,
+                                                      response_deserializer=wire.decode)
+                       for name in (wire.HEARTBEAT, wire.REPORT_EPOCH, wire.TRIAL_MESSAGE)}
+
+    def call(self, name: str, message: dict, timeout: float = RPC_TIMEOUT_S) -> dict:
+        return self._calls[name](message, timeout=timeout, wait_for_ready=True)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class LeaseLost(Exception):
+    """The coordinator gave this worker's trial to another worker (we were presumed dead)."""
+
+
+def _lease_lost_or_raise(e: grpc.RpcError):
+    if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+        from keras_tuner import errors
+
+        class _Fatal(LeaseLost, errors.FatalError):  # keras-tuner re-raises FatalErrors
+            pass
+
+        raise _Fatal(e.details()) from None
+    raise e
+
+
+def remote_oracle(client: CoordinatorClient, objective, max_trials):
+    """A keras_tuner Oracle whose every decision is made by the coordinator."""
+    from keras_tuner import Oracle
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import hyperparameters as hp_module
+    from keras_tuner.src.engine import trial as trial_module
+
+    service = protos.get_service()
+    stub = client.oracle_stub
+
+    def call(method, request):
+        try:
+            return method(request, timeout=RPC_TIMEOUT_S, wait_for_ready=True)
+        except grpc.RpcError as e:
+            _lease_lost_or_raise(e)
+
+    class RemoteOracle(Oracle):
+        def get_space(self):
+            response = call(stub.GetSpace, service.GetSpaceRequest())
+            return hp_module.HyperParameters.from_proto(response.hyperparameters)
+
+        def update_space(self, hyperparameters):
+            call(stub.UpdateSpace,
+                 service.UpdateSpaceRequest(hyperparameters=hyperparameters.to_proto()))
+
+        def create_trial(self, tuner_id):
+            response = call(stub.CreateTrial, service.CreateTrialRequest(tuner_id=client.worker_id))
+            trial = trial_module.Trial.from_proto(response.trial)
+            if trial.status == trial_module.TrialStatus.RUNNING:
+                self.trials = {trial.trial_id: trial}  # what SearchTuner.on_trial_end looks up
+            return trial
+
+        def update_trial(self, trial_id, metrics, step=0):
+            response = call(stub.UpdateTrial, service.UpdateTrialRequest(
+                trial_id=trial_id, metrics=metrics, step=step))
+            return trial_module.Trial.from_proto(response.trial)
+
+        def end_trial(self, trial):
+            if trial.message:  # the Trial proto has no message field
+                try:
+                    client.call(wire.TRIAL_MESSAGE, {"trial_id": trial.trial_id,
+                                                     "message": trial.message})
+                except grpc.RpcError as e:
+                    _lease_lost_or_raise(e)
+            call(stub.EndTrial, service.EndTrialRequest(trial=trial.to_proto()))
+
+        def get_trial(self, trial_id):
+            response = call(stub.GetTrial, service.GetTrialRequest(trial_id=trial_id))
+            return trial_module.Trial.from_proto(response.trial)
+
+        def get_best_trials(self, num_trials=1):
+            response = call(stub.GetBestTrials, service.GetBestTrialsRequest(num_trials=num_trials))
+            return [trial_module.Trial.from_proto(t) for t in response.trials]
+
+        def remaining_trials(self):
+            return None
+
+        # The coordinator owns oracle.json; a worker neither writes nor reads it.
+        def save(self):
+            pass
+
+        def reload(self):
+            pass
+
+    return RemoteOracle(objective=objective, max_trials=max_trials)
+
+
+class RemoteTrialLog(results_lib.TrialRecorder):
+    """Keeps the local bookkeeping a TrialRecorder keeps, but writes nothing: each epoch
+    goes to the coordinator, which records it and says whether to go on."""
+
+    def __init__(self, client: CoordinatorClient):
+        super().__init__(results_path="", resume=False)
+        self.client = client
+        self._execution = {}
+        self._stop = set()
+
+    def trial_begin(self, trial_id: str) -> None:
+        super().trial_begin(trial_id)
+        self._execution[trial_id] = -1
+        self._stop.discard(trial_id)
+
+    def execution_begin(self, trial_id: str) -> None:
+        super().execution_begin(trial_id)
+        self._execution[trial_id] = self._execution.get(trial_id, -1) + 1
+
+    def epoch_end(self, trial_id: str, epoch: int, logs=None) -> None:
+        super().epoch_end(trial_id, epoch, logs)
+        reply = self.client.call(wire.REPORT_EPOCH, {
+            "trial_id": trial_id, "execution": max(self._execution.get(trial_id, 0), 0),
+            "epoch": int(epoch),
+            "logs": {k: results_lib._number(v) for k, v in (logs or {}).items()}})
+        if not reply.get("leased", True):
+            log.warning("worker %s: trial %s is no longer ours; stopping it", self.client.worker_id,
+                        trial_id)
+        if reply.get("stop"):
+            self._stop.add(trial_id)
+
+    def should_stop(self, trial_id: str, epoch: int, logs=None) -> bool:
+        return trial_id in self._stop
+
+    def trial_end(self, trial):
+        return None  # the coordinator recorded it (and prints the progress line)
+
+    def write(self) -> None:
+        pass
+
+
+class Heartbeats:
+    """Keeps this worker's lease alive; exits the process when the coordinator is gone
+    (unreachable for `give_up_after_s`, or the local parent process died)."""
+
+    def __init__(self, client: CoordinatorClient, every_s: float = 5.0,
+                 give_up_after_s: float = 120.0, parent_pid: Optional[int] = None):
+        self.client = client
+        self.every_s = every_s
+        self.give_up_after_s = give_up_after_s
+        self.parent_pid = parent_pid
+        self._thread = threading.Thread(target=self._run, name="kt-heartbeat", daemon=True)
+
+    def start(self) -> "Heartbeats":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        last_ok = time.monotonic()
+        while True:
+            time.sleep(self.every_s)
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                log.error("worker %s: the coordinator process is gone; exiting",
+                          self.client.worker_id)
+                os._exit(3)
+            try:
+                self.client.call(wire.HEARTBEAT, {}, timeout=max(self.every_s, 1.0))
+                last_ok = time.monotonic()
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    log.error("worker %s: the coordinator refused our token; exiting",
+                              self.client.worker_id)
+                    os._exit(3)
+                if time.monotonic() - last_ok > self.give_up_after_s:
+                    log.error("worker %s: coordinator %s unreachable for %.0fs; exiting",
+                              self.client.worker_id, self.client.address, self.give_up_after_s)
+                    os._exit(3)

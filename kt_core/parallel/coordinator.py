@@ -1,0 +1,451 @@
+"""The coordinator: keras-tuner's oracle served to trial workers over gRPC.
+
+keras-tuner's own chief (distribute/oracle_chief.py) serves the oracle with its
+`OracleServicer` and protos; this serves the same oracle with the same servicer
+and protos, and adds what running it on a cluster needs:
+
+* a token on every request (auth.py);
+* leases: each running trial belongs to the worker that took it. A worker that
+  stops heart-beating, or whose process/pod the launcher sees die, loses its
+  trial, which goes back to keras-tuner's retry queue and runs again. A trial
+  whose worker is lost `max_lost_per_trial` times is recorded FAILED (a model
+  that kills its worker, e.g. out of memory, must not loop forever);
+* one writer of `tuner_results.json`: workers report their epochs here;
+* a prompt end: the search is over the moment the oracle has nothing left to hand
+  out and nothing runs, instead of the chief's 20 s polling tail;
+* durable state: oracle.json and every trial.json are written atomically as they
+  change, so a re-run with the same output directory resumes (keras-tuner's
+  reload puts the trials that were running back in the queue).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from concurrent import futures
+from typing import Callable, Dict, Optional
+
+import grpc
+
+from kt_core import results as results_lib
+from kt_core.parallel import auth, wire
+from kt_core.parallel.median_stopping import MedianStoppingRule
+from kt_core.search import SearchError
+
+log = logging.getLogger("kt_core")
+
+WORKER_SPEC_FILE = "parallel_worker_spec.json"
+
+
+class Coordinator:
+    def __init__(self, oracle, recorder: results_lib.TrialRecorder, token: str, *,
+                 median_rule: Optional[MedianStoppingRule] = None, lease_timeout_s: float = 60.0,
+                 long_poll_s: float = 5.0, max_lost_per_trial: int = 3,
+                 progress: Optional[Callable[[dict], None]] = None):
+        from keras_tuner.src.engine import trial as trial_module
+
+        self._trial_module = trial_module
+        self.oracle = oracle
+        self.recorder = recorder
+        self.token = token
+        self.median_rule = median_rule
+        self.lease_timeout_s = lease_timeout_s
+        self.long_poll_s = long_poll_s
+        self.max_lost_per_trial = max_lost_per_trial
+        self.progress = progress
+        self._cond = threading.Condition()
+        self._finished = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._last_seen: Dict[str, float] = {}
+        self._executions: Dict[str, int] = {}
+        self._messages: Dict[str, str] = {}
+        self._lost = collections.Counter()
+        self._stop_announced = set()
+        self.handouts = []  # (trial_id, worker_id), in order
+        self._server = None
+
+    # -- serving ----------------------------------------------------------------
+
+    def start(self, bind_host: str = "127.0.0.1", port: int = 0, threads: int = 32) -> int:
+        """Serves on bind_host:port (0: any free port); returns the port."""
+        from keras_tuner.src import protos
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads,
+                                                        thread_name_prefix="kt-coordinator"),
+                             interceptors=[auth.TokenInterceptor(self.token)])
+        protos.get_service_grpc().add_OracleServicer_to_server(_oracle_servicer(self), server)
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(wire.SERVICE, {
+            wire.HEARTBEAT: self._unary(self._heartbeat),
+            wire.REPORT_EPOCH: self._unary(self._report_epoch),
+            wire.TRIAL_MESSAGE: self._unary(self._trial_message),
+        })])
+        port = server.add_insecure_port(f"{bind_host}:{port}")
+        if not port:
+            raise RuntimeError(f"coordinator: cannot listen on {bind_host}")
+        server.start()
+        self._server = server
+        return port
+
+    @staticmethod
+    def _unary(fn):
+        def handler(request, context):
+            return fn(auth.worker_id_of(context), request)
+
+        return grpc.unary_unary_rpc_method_handler(
+            handler, request_deserializer=wire.decode, response_serializer=wire.encode)
+
+    def stop(self, grace_s: float = 1.0) -> None:
+        if self._server is not None:
+            self._server.stop(grace_s).wait()
+            self._server = None
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def connected_workers(self):
+        with self._cond:
+            return set(self._last_seen)
+
+    def wait(self, launcher, poll_s: float = 0.25) -> None:
+        """Until the search is over: watches the launcher's workers and the leases."""
+        while not self._finished.wait(poll_s):
+            for worker_id, why in launcher.poll():
+                self.worker_lost(worker_id, why)
+            self.expire_leases()
+            failure = launcher.failure()
+            if failure and not self._finished.is_set():
+                raise WorkersFailed(failure)
+        if self._error is not None:
+            raise self._error
+
+    # -- the oracle calls (under one lock; keras-tuner's oracle is not thread-safe) --
+
+    def _touch(self, worker_id: str) -> None:
+        if worker_id:
+            self._last_seen[worker_id] = time.monotonic()
+
+    def holds(self, worker_id: str, trial_id: str) -> bool:
+        trial = self.oracle.ongoing_trials.get(worker_id)
+        return trial is not None and trial.trial_id == trial_id
+
+    def create_trial(self, worker_id: str):
+        """A trial to run; waits (long poll) while the oracle has none *yet*."""
+        TrialStatus = self._trial_module.TrialStatus
+        deadline = time.monotonic() + self.long_poll_s
+        with self._cond:
+            while True:
+                self._touch(worker_id)
+                if self._finished.is_set():
+                    return self._trial_module.Trial(self.oracle.get_space(), status=TrialStatus.STOPPED)
+                trial = self.oracle.create_trial(worker_id)
+                if trial.status == TrialStatus.RUNNING:
+                    self._begin(worker_id, trial)
+                    return trial
+                if (trial.status == TrialStatus.STOPPED and not self.oracle.ongoing_trials
+                        and not self.oracle._retry_queue):
+                    log.info("search finished: no trial left to run")
+                    self._finish()
+                    return trial
+                # IDLE (e.g. hyperband waits for a round), or stopped while trials still run
+                # elsewhere (their worker may be lost and the trial come back): wait.
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return self._trial_module.Trial(self.oracle.get_space(), status=TrialStatus.IDLE)
+                self._cond.wait(left)
+
+    def _begin(self, worker_id: str, trial) -> None:
+        self.recorder.trial_begin(trial.trial_id)
+        self._executions[trial.trial_id] = 0
+        self._messages.pop(trial.trial_id, None)
+        if self.median_rule is not None:
+            self.median_rule.discard(trial.trial_id)
+        self.handouts.append((trial.trial_id, worker_id))
+        log.info("trial %s -> worker %s", trial.trial_id, worker_id)
+
+    def end_trial(self, worker_id: str, trial) -> None:
+        with self._cond:
+            self._touch(worker_id)
+            if not self.holds(worker_id, trial.trial_id):
+                raise LeaseLost(trial.trial_id, worker_id)
+            trial.message = self._messages.pop(trial.trial_id, trial.message)
+            self._end(trial, worker_id)
+
+    def _end(self, trial, worker_id: str) -> None:
+        """keras-tuner's end_trial, then the record; caller holds the lock."""
+        trial_id = trial.trial_id
+        try:
+            self.oracle.end_trial(trial)
+        except RuntimeError as e:  # keras-tuner: too many consecutive failures ends the search
+            self.oracle.ongoing_trials.pop(worker_id, None)
+            self._error = e
+        record = self.recorder.trial_end(self.oracle.trials[trial_id])
+        if self.median_rule is not None:
+            if self.oracle.trials[trial_id].status == self._trial_module.TrialStatus.COMPLETED:
+                self.median_rule.complete(trial_id)
+            else:
+                self.median_rule.discard(trial_id)
+        if self.progress is not None:
+            try:
+                self.progress(record)
+            except Exception as e:  # a progress line must never end the search
+                log.warning("progress report failed: %s", e)
+        if self._error is not None:
+            self._finish()
+        self._cond.notify_all()
+
+    def worker_lost(self, worker_id: str, why: str) -> None:
+        """The worker is gone: its trial goes back to the queue (or fails, if it keeps dying)."""
+        with self._cond:
+            self._last_seen.pop(worker_id, None)
+            trial = self.oracle.ongoing_trials.pop(worker_id, None)
+            if trial is None or self._finished.is_set():
+                return
+            trial_id = trial.trial_id
+            self._lost[trial_id] += 1
+            if self.median_rule is not None:
+                self.median_rule.discard(trial_id)
+            if self._lost[trial_id] >= self.max_lost_per_trial:
+                log.warning("worker %s lost (%s); trial %s lost its worker %d times: recorded FAILED",
+                            worker_id, why, trial_id, self._lost[trial_id])
+                trial.status = self._trial_module.TrialStatus.FAILED
+                trial.message = (f"the worker running this trial was lost {self._lost[trial_id]} "
+                                 f"times (last: {why}); killed, out of memory, or preempted?")
+                self._end(trial, worker_id)
+                return
+            log.warning("worker %s lost (%s): trial %s goes back to the queue",
+                        worker_id, why, trial_id)
+            self.oracle._retry_queue.append(trial_id)  # as keras-tuner's own reload() does
+            self.oracle.save()
+            self._cond.notify_all()
+
+    def expire_leases(self) -> None:
+        now = time.monotonic()
+        with self._cond:
+            stale = [w for w in self.oracle.ongoing_trials
+                     if now - self._last_seen.get(w, now) > self.lease_timeout_s]
+        for worker_id in stale:
+            self.worker_lost(worker_id, f"no word from it for {self.lease_timeout_s:.0f}s")
+
+    def _finish(self) -> None:
+        self._finished.set()
+        self._cond.notify_all()
+
+    # -- the coordinator's own calls --------------------------------------------
+
+    def _heartbeat(self, worker_id: str, request) -> dict:
+        with self._cond:
+            self._touch(worker_id)
+        return {"finished": self._finished.is_set()}
+
+    def _report_epoch(self, worker_id: str, request) -> dict:
+        trial_id, epoch = request["trial_id"], int(request["epoch"])
+        logs = request.get("logs") or {}
+        with self._cond:
+            self._touch(worker_id)
+            if not self.holds(worker_id, trial_id):
+                return {"stop": True, "leased": False}
+            while self._executions.get(trial_id, 0) <= int(request.get("execution", 0)):
+                self.recorder.execution_begin(trial_id)
+                self._executions[trial_id] = self._executions.get(trial_id, 0) + 1
+            self.recorder.epoch_end(trial_id, epoch, logs)
+            stop = False
+            if self.median_rule is not None:
+                stop = self.median_rule.report(trial_id, epoch, objective_value(self.oracle.objective, logs))
+                if stop and trial_id not in self._stop_announced:
+                    self._stop_announced.add(trial_id)
+                    log.info("median stopping: trial %s stops after epoch %d (median of completed "
+                             "trials: %s)", trial_id, epoch + 1, self.median_rule.median_at(epoch))
+            return {"stop": stop, "leased": True}
+
+    def _trial_message(self, worker_id: str, request) -> dict:
+        with self._cond:
+            self._touch(worker_id)
+            if self.holds(worker_id, request["trial_id"]):
+                self._messages[request["trial_id"]] = request.get("message") or ""
+        return {}
+
+
+class LeaseLost(Exception):
+    def __init__(self, trial_id, worker_id):
+        super().__init__(f"worker {worker_id} does not hold trial {trial_id} (its lease was "
+                         f"revoked: the trial went back to the queue)")
+
+
+class WorkersFailed(SearchError):
+    """No worker can run any more (they keep crashing); the message says where to look."""
+
+
+def objective_value(objective, logs) -> Optional[float]:
+    try:
+        if not objective.has_value(logs):
+            return None
+        value = objective.get_value(logs)
+        value = None if value is None else float(value)
+    except (TypeError, ValueError, KeyError):
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _oracle_servicer(coordinator: Coordinator):
+    """keras-tuner's OracleServicer, each call under the coordinator's lock and lease rules."""
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+    from keras_tuner.src.engine import trial as trial_module
+
+    service = protos.get_service()
+
+    class Servicer(OracleServicer):
+        def _locked(self, method, request, context):
+            with coordinator._cond:
+                coordinator._touch(auth.worker_id_of(context))
+                return method(self, request, context)
+
+        def GetSpace(self, request, context):
+            return self._locked(OracleServicer.GetSpace, request, context)
+
+        def UpdateSpace(self, request, context):
+            return self._locked(OracleServicer.UpdateSpace, request, context)
+
+        def GetTrial(self, request, context):
+            return self._locked(OracleServicer.GetTrial, request, context)
+
+        def GetBestTrials(self, request, context):
+            return self._locked(OracleServicer.GetBestTrials, request, context)
+
+        def CreateTrial(self, request, context):
+            trial = coordinator.create_trial(auth.worker_id_of(context) or request.tuner_id)
+            return service.CreateTrialResponse(trial=trial.to_proto())
+
+        def UpdateTrial(self, request, context):
+            worker_id = auth.worker_id_of(context)
+            with coordinator._cond:
+                if not coordinator.holds(worker_id, request.trial_id):
+                    context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                  str(LeaseLost(request.trial_id, worker_id)))
+                return self._locked(OracleServicer.UpdateTrial, request, context)
+
+        def EndTrial(self, request, context):
+            worker_id = auth.worker_id_of(context)
+            try:
+                coordinator.end_trial(worker_id, trial_module.Trial.from_proto(request.trial))
+            except LeaseLost as e:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            return service.EndTrialResponse()
+
+    return Servicer(coordinator.oracle)
+
+
+# -- running a search with it -----------------------------------------------------
+
+def durable_saves(oracle) -> None:
+    """oracle.json and trial.json written atomically: a killed coordinator leaves no torn file."""
+    def save():
+        results_lib.atomic_write(oracle._get_oracle_fname(), json.dumps(oracle.get_state()))
+
+    def save_trial(trial):
+        results_lib.atomic_write(os.path.join(oracle._get_trial_dir(trial.trial_id), "trial.json"),
+                                 json.dumps(trial.get_state()))
+
+    oracle.save = save
+    oracle._save_trial = save_trial
+
+
+def reconcile_records(oracle, recorder: results_lib.TrialRecorder) -> None:
+    """Trials an earlier run ended but did not get to record (killed in between)."""
+    for trial_id in oracle.end_order:
+        if trial_id not in recorder.records and trial_id in oracle.trials:
+            recorder.trial_end(oracle.trials[trial_id])
+
+
+def median_rule_for(config, oracle, recorder) -> Optional[MedianStoppingRule]:
+    rule = MedianStoppingRule.from_config(config.median_stopping, oracle.objective.direction)
+    if rule is None:
+        return None
+    for record in recorder.records.values():  # resumed: completed trials are the reference
+        if record.get("status") == "COMPLETED":
+            values = collections.defaultdict(list)
+            for execution in record.get("metrics") or []:
+                for epoch_logs in execution:
+                    value = objective_value(oracle.objective, epoch_logs)
+                    if value is not None:
+                        values[int(epoch_logs["epoch"])].append(value)
+            best = min if rule.direction == "min" else max
+            rule.add_completed(record["trial_id"], {e: best(v) for e, v in values.items()})
+    return rule
+
+
+def write_worker_spec(output_dir: str, config, examples_dir, label_key, module_file,
+                      schema_path) -> str:
+    """What a worker reads to load the same search: one file next to the results."""
+    path = os.path.join(output_dir, WORKER_SPEC_FILE)
+    spec = {"config": {**config.to_dict(), "overwrite": False}, "examples": examples_dir,
+            "label_key": label_key, "module_file": module_file, "schema": schema_path}
+    results_lib.atomic_write(path, json.dumps(spec, indent=1, sort_keys=True))
+    return path
+
+
+@contextlib.contextmanager
+def _sigterm_ends_search():
+    """SIGTERM (pod deletion, a cancelled run) unwinds the search, so the workers are
+    stopped and the Job deleted; without it the process would die on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def search_in_parallel(tuner, config, output_dir: str, *, examples_dir: str, label_key: str,
+                       module_file: Optional[str], schema_path: Optional[str],
+                       launcher=None, lease_timeout_s: float = 60.0) -> Coordinator:
+    """Runs `tuner`'s search with workers; returns when every trial is accounted for.
+
+    `tuner` is the SearchTuner run_search built (its oracle, reloaded on resume, and its
+    recorder stay here); workers build their own from the worker spec."""
+    from kt_core.parallel import launchers
+
+    oracle = tuner.oracle
+    oracle.verbose = config.verbose
+    durable_saves(oracle)
+    reconcile_records(oracle, tuner.recorder)
+    tuner.save()  # oracle.json + the tuner file: what a re-run reloads
+    if launcher is None:
+        launcher = launchers.from_config(config)
+    module_file = launcher.share_module_file(module_file, output_dir)
+    write_worker_spec(output_dir, config, examples_dir, label_key, module_file, schema_path)
+
+    coordinator = Coordinator(oracle, tuner.recorder, auth.new_token(),
+                              median_rule=median_rule_for(config, oracle, tuner.recorder),
+                              lease_timeout_s=lease_timeout_s, progress=tuner._progress)
+    port = coordinator.start(bind_host=launcher.bind_host,
+                             threads=max(32, 4 * launcher.num_workers + 8))
+    address = f"{launcher.advertise_host()}:{port}"
+    started = time.time()
+    try:
+        with _sigterm_ends_search():
+            launcher.start(address, coordinator.token, output_dir)
+            log.info("coordinator at %s: %d worker(s) (%s launcher)", address,
+                     launcher.num_workers, launcher.name)
+            coordinator.wait(launcher)
+    finally:
+        launcher.stop(grace_s=5.0 if coordinator.finished else 0.0,
+                      connected=coordinator.connected_workers())
+        coordinator.stop()
+    log.info("parallel search done in %.1fs: %d trial(s) handed out", time.time() - started,
+             len(coordinator.handouts))
+    return coordinator

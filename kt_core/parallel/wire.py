@@ -1,0 +1,28 @@
+"""The coordinator's own calls, next to keras-tuner's Oracle service.
+
+keras-tuner's protos cover the oracle (CreateTrial, UpdateTrial, EndTrial, ...) and
+are reused as they are. What they lack, leases and per-epoch reports, is a second
+small service whose messages are JSON, so no proto compiler is needed.
+"""
+
+from __future__ import annotations
+
+import json
+
+SERVICE = "kt_pipelines.Coordinator"
+HEARTBEAT = "Heartbeat"      # {} -> {"finished": bool}
+REPORT_EPOCH = "ReportEpoch"  # {trial_id, execution, epoch, logs} -> {"stop": bool, "leased": bool}
+# {trial_id, message} -> {}: a failed trial's error, which keras-tuner's Trial proto drops.
+TRIAL_MESSAGE = "TrialMessage"
+
+
+def method(name: str) -> str:
+    return f"/{SERVICE}/{name}"
+
+
+def encode(message) -> bytes:
+    return json.dumps(message, allow_nan=False).encode()
+
+
+def decode(data: bytes):
+    return json.loads(data.decode() or "{}")

@@ -1,0 +1,542 @@
+"""Parallel trials: a coordinator (keras-tuner's oracle over gRPC) and worker processes.
+
+Real gRPC between real processes, real TensorFlow trials on the penguins TFRecords,
+real signals for the fault tests. What cannot run here: GPUs (placement is checked
+through each worker process's real CUDA_VISIBLE_DEVICES / CPU affinity) and a
+Kubernetes API server (the launcher's calls go through the real kubernetes client
+down to its HTTP layer, where a recording ApiClient answers instead of a server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+import yaml
+from conftest import REPO, module
+
+from kt_core.config import ConfigError, TuningConfig
+from kt_core.parallel import auth, wire
+from kt_core.parallel.devices import Placement, place_workers
+from kt_core.parallel.median_stopping import MedianStoppingRule
+
+MLP = module("mlp_conditional")
+KILL_TIMEOUT_S = 300  # generous: a hung search fails the test instead of hanging it
+
+
+# -- placement and the median rule: pure logic ---------------------------------------
+
+def test_gpu_and_cpu_placement():
+    placed = place_workers(4, gpus=["2", "5"], trials_per_gpu=2, cpus=[0, 1, 2, 3])
+    assert [p.gpu for p in placed] == ["2", "2", "5", "5"]
+    assert all(p.env()["CUDA_VISIBLE_DEVICES"] == p.gpu for p in placed)
+    assert all(p.env()["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" for p in placed)
+    assert [p.gpu for p in place_workers(2, ["0", "1"], 1, [0, 1])] == ["0", "1"]
+    with pytest.raises(ConfigError, match="num_parallel_trials: 3 workers do not fit on 1 GPU"):
+        place_workers(3, ["0"], 2, [0, 1])
+    # No GPU: CUDA hidden, cores split (evenly, the remainder to the first workers).
+    cpu_only = place_workers(3, [], 1, list(range(8)))
+    assert [p.cpus for p in cpu_only] == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert all(p.env()["CUDA_VISIBLE_DEVICES"] == "" for p in cpu_only)
+    assert [p.cpus for p in place_workers(3, [], 1, [0, 1])] == [[0], [1], [0]]
+    assert Placement(None, [4, 5]).env()["KT_WORKER_CPUS"] == "4,5"
+
+
+def test_median_stopping_rule():
+    rule = MedianStoppingRule("min", min_completed_trials=2, min_epochs=2)
+    for trial_id, losses in (("a", [1.0, 0.5, 0.4]), ("b", [0.9, 0.7, 0.6])):
+        for epoch, loss in enumerate(losses):
+            assert not rule.report(trial_id, epoch, loss)  # nothing completed yet
+        rule.complete(trial_id)
+    assert rule.median_at(1) == pytest.approx(0.6)
+    assert not rule.report("bad", 0, 5.0)  # min_epochs: epoch 1 is the first judged
+    assert rule.report("bad", 1, 4.0)      # 4.0 is worse than the median 0.6
+    assert rule.report("bad", 2, 0.1)      # stays stopped
+    assert not rule.report("good", 0, 0.8) and not rule.report("good", 1, 0.55)
+    assert rule.report("diverged", 1, None)  # NaN/inf: worse than any median
+    # Best so far: a trial that was good earlier is judged by its best value.
+    assert not rule.report("dip", 0, 0.3) and not rule.report("dip", 1, 2.0)
+    rule.discard("bad")  # requeued: judged afresh
+    assert not rule.report("bad", 0, 0.2)
+    up = MedianStoppingRule("max", min_completed_trials=1, min_epochs=1)
+    up.add_completed("x", {0: 0.9, 1: 0.95})
+    assert up.report("y", 0, 0.5) and not up.report("z", 0, 0.93)
+
+
+def test_config_keys_for_parallel_search():
+    config = TuningConfig.from_dict({"num_parallel_trials": 4, "launcher": "kubernetes",
+                                     "median_stopping": {"min_completed_trials": 2},
+                                     "worker_pod": {"gpus": 1, "node_selector": {"pool": "gpu"}}})
+    assert TuningConfig.from_dict(json.loads(config.to_json())) == config
+    for bad, fragment in (({"num_parallel_trials": 0}, "num_parallel_trials: must be >= 1"),
+                          ({"launcher": "slurm"}, "launcher: must be one of"),
+                          ({"trials_per_gpu": 2, "launcher": "kubernetes"}, "trials_per_gpu"),
+                          ({"median_stopping": {"patience": 2}}, "median_stopping: unknown key"),
+                          ({"median_stopping": {"min_epochs": 0}}, "median_stopping.min_epochs"),
+                          ({"median_stopping": {}, "tuner": "hyperband"}, "median_stopping: hyperband"),
+                          ({"worker_pod": {"gpu": 1}}, "worker_pod: unknown key"),
+                          ({"worker_pod": {"node_selector": {"a": 1}}}, "worker_pod.node_selector")):
+        with pytest.raises(ConfigError, match=re.escape(fragment)):
+            TuningConfig.from_dict(bad)
+
+
+# -- the coordinator over real gRPC, without training ---------------------------------
+
+def _coordinator(tmp_path, **kwargs):
+    import keras_tuner
+
+    from kt_core import results
+    from kt_core.parallel.coordinator import Coordinator, durable_saves
+
+    hp = keras_tuner.HyperParameters()
+    hp.Int("units", 1, 1000)
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="loss", max_trials=3,
+                                                    hyperparameters=hp, seed=1)
+    oracle._set_project_dir(str(tmp_path), "search")
+    durable_saves(oracle)
+    recorder = results.TrialRecorder(str(tmp_path / "tuner_results.json"))
+    coordinator = Coordinator(oracle, recorder, auth.new_token(), **kwargs)
+    port = coordinator.start()
+    return coordinator, f"127.0.0.1:{port}"
+
+
+def _worker(address, token, worker_id):
+    from kt_core.parallel.client import CoordinatorClient, remote_oracle
+
+    client = CoordinatorClient(address, token, worker_id)
+    return client, remote_oracle(client, "loss", 3)
+
+
+def test_requests_without_the_token_are_refused(tmp_path):
+    from keras_tuner.src import protos
+
+    coordinator, address = _coordinator(tmp_path)
+    try:
+        bare = grpc.insecure_channel(address)
+        stub = protos.get_service_grpc().OracleStub(bare)
+        heartbeat = bare.unary_unary(wire.method(wire.HEARTBEAT), request_serializer=wire.encode,
+                                     response_deserializer=wire.decode)
+        for call in (lambda: stub.GetSpace(protos.get_service().GetSpaceRequest(), timeout=10),
+                     lambda: stub.CreateTrial(protos.get_service().CreateTrialRequest(tuner_id="x"),
+                                              timeout=10),
+                     lambda: heartbeat({}, timeout=10)):
+            with pytest.raises(grpc.RpcError) as e:
+                call()
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as e:  # a wrong token is no better
+            _worker(address, "not-" + coordinator.token, "w")[1].get_space()
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert not coordinator.oracle.trials and not coordinator.handouts
+        # With the token: served.
+        assert "units" in [p.name for p in _worker(address, coordinator.token, "w")[1].get_space().space]
+    finally:
+        coordinator.stop()
+
+
+def test_lost_worker_lease_requeues_its_trial_and_its_late_report_is_refused(tmp_path):
+    from keras_tuner.src.engine.trial import TrialStatus
+
+    from kt_core.parallel.client import LeaseLost
+
+    coordinator, address = _coordinator(tmp_path, lease_timeout_s=0.2, long_poll_s=0.5)
+    try:
+        _, a = _worker(address, coordinator.token, "a")
+        _, b = _worker(address, coordinator.token, "b")
+        taken = a.create_trial("ignored")
+        assert taken.status == TrialStatus.RUNNING
+        time.sleep(0.4)  # "a" goes silent for longer than its lease
+        coordinator.expire_leases()
+        again = b.create_trial("ignored")
+        assert again.trial_id == taken.trial_id  # back in the queue, handed to "b"
+        with pytest.raises(LeaseLost):  # "a" comes back: its result is not accepted
+            a.update_trial(taken.trial_id, {"loss": 0.5})
+        b.update_trial(again.trial_id, {"loss": 1.0})
+        again.status = TrialStatus.COMPLETED
+        b.end_trial(again)
+        # Once per trial in tuner_results.json; b's result is the one kept.
+        with open(tmp_path / "tuner_results.json") as f:
+            records = json.load(f)
+        assert [(r["trial_id"], r["status"], r["score"]) for r in records] == \
+            [(taken.trial_id, "COMPLETED", 1.0)]
+        assert coordinator.handouts == [(taken.trial_id, "a"), (taken.trial_id, "b")]
+        # A trial that keeps losing its worker (e.g. OOM-kills it) ends FAILED, not in a loop.
+        lost = b.create_trial("ignored")
+        for worker_id in ("b", "c", "d"):
+            if worker_id != "b":
+                assert _worker(address, coordinator.token, worker_id)[1].create_trial("x").trial_id \
+                    == lost.trial_id
+            coordinator.worker_lost(worker_id, "killed by signal 9")
+        assert coordinator.oracle.trials[lost.trial_id].status == TrialStatus.FAILED
+        with open(tmp_path / "tuner_results.json") as f:
+            failed = [r for r in json.load(f) if r["trial_id"] == lost.trial_id]
+        assert len(failed) == 1 and "lost 3 times" in failed[0]["error"]
+    finally:
+        coordinator.stop()
+
+
+# -- whole searches: the CLI with worker processes ------------------------------------
+
+def _tune(out, config, tmp_path, name="config.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(config))
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "tune", "--examples",
+         os.path.join(REPO, "data", "penguins", "examples"), "--module-file", MLP,
+         "--label-key", "species", "--output-dir", str(out), "--config", str(path)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _wait_for(condition, proc, what):
+    deadline = time.monotonic() + KILL_TIMEOUT_S
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc.poll() is not None:
+            pytest.fail(f"search exited ({proc.returncode}) before {what}:\n{proc.stdout.read()}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _workers_of(coordinator_pid):
+    """{worker id: pid} of the live worker processes started by that coordinator."""
+    import psutil
+
+    found = {}
+    for child in psutil.Process(coordinator_pid).children():
+        try:
+            env = child.environ()
+        except psutil.Error:
+            continue
+        if auth.WORKER_ID_ENV in env:
+            found[env[auth.WORKER_ID_ENV]] = child
+    return found
+
+
+def _finish(proc):
+    try:
+        output, _ = proc.communicate(timeout=KILL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the search hung:\n" + proc.communicate()[0])
+    return output
+
+
+def test_sigkilled_worker_trial_runs_again_and_search_exits_0(tmp_path):
+    out = tmp_path / "out"
+    proc = _tune(out, {"tuner": "random", "max_trials": 4, "epochs": 6, "seed": 3,
+                       "objective": "val_loss", "num_parallel_trials": 2}, tmp_path)
+    oracle_file = out / "search" / "oracle.json"
+
+    def local0_mid_trial():  # local-0 holds a trial and has finished an epoch of it
+        state = _read_json(oracle_file)
+        trial_id = (state or {}).get("ongoing_trials", {}).get("local-0")
+        if trial_id and (out / "search" / f"trial_{trial_id}" / "checkpoint.weights.h5").exists():
+            return trial_id
+        return None
+
+    victim_trial = _wait_for(local0_mid_trial, proc, "local-0 to be mid-trial")
+    workers = _workers_of(proc.pid)
+    assert set(workers) == {"local-0", "local-1"}
+    # Placement, as the processes really have it: no GPU here, one core each.
+    envs = {w: p.environ() for w, p in workers.items()}
+    assert {w: e["CUDA_VISIBLE_DEVICES"] for w, e in envs.items()} == {"local-0": "", "local-1": ""}
+    affinity = {w: set(p.cpu_affinity()) for w, p in workers.items()}
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert len(affinity["local-0"]) == len(affinity["local-1"]) == len(os.sched_getaffinity(0)) // 2
+        assert not affinity["local-0"] & affinity["local-1"]
+    token = envs["local-0"][auth.TOKEN_ENV]
+    assert envs["local-1"][auth.TOKEN_ENV] == token and len(token) >= 32
+    command = workers["local-0"].cmdline()
+
+    workers["local-0"].send_signal(signal.SIGKILL)
+    output = _finish(proc)
+    assert proc.returncode == 0, output
+    assert f"worker local-0 lost (killed by signal 9): trial {victim_trial} goes back to the queue" \
+        in output
+    records = _read_json(out / "tuner_results.json")
+    assert sorted(r["trial_id"] for r in records) == ["0", "1", "2", "3"]  # each exactly once
+    assert all(r["status"] == "COMPLETED" for r in records)
+    victim = next(r for r in records if r["trial_id"] == victim_trial)
+    assert [e["epoch"] for e in victim["metrics"][0]] == list(range(6))  # re-run from the start
+    handed = re.findall(r"trial (\d+) -> worker (\S+)", output)
+    assert [t for t, _ in handed].count(victim_trial) == 2
+    assert (victim_trial, "local-0") in handed
+    # The token never reaches a log line or a file of the search.
+    assert token not in output
+    for root, _, files in os.walk(out):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                assert token.encode() not in f.read(), name
+    # The worker command is the one the Kubernetes launcher puts in its Job.
+    from kt_core.parallel.worker import worker_command
+
+    assert command[0] == sys.executable
+    assert command[1:] == worker_command("python", command[command.index("--coordinator") + 1],
+                                         str(out))[1:]
+
+
+def test_interrupted_search_resumes_without_rerunning_completed_trials(tmp_path):
+    import psutil
+
+    out = tmp_path / "out"
+    config = {"tuner": "random", "max_trials": 4, "epochs": 3, "seed": 5,
+              "objective": "val_accuracy", "num_parallel_trials": 2}
+    first = _tune(out, config, tmp_path)
+
+    def some_done():
+        records = _read_json(out / "tuner_results.json") or []
+        done = [r for r in records if r["status"] == "COMPLETED"]
+        return records if 1 <= len(done) < 4 else None
+
+    _wait_for(some_done, first, "a first completed trial")
+    workers = list(_workers_of(first.pid).values())
+    first.send_signal(signal.SIGKILL)  # no chance to clean up
+    first.communicate()
+    before = {r["trial_id"]: r for r in _read_json(out / "tuner_results.json")}
+    done_before = {t for t, r in before.items() if r["status"] == "COMPLETED"}
+    assert 1 <= len(done_before) < 4
+    # Orphaned workers notice their coordinator is gone and exit.
+    gone, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive
+
+    second = _tune(out, config, tmp_path)
+    output = _finish(second)
+    assert second.returncode == 0, output
+    rerun = {t for t, _ in re.findall(r"trial (\d+) -> worker (\S+)", output)}
+    assert rerun and not rerun & done_before  # completed trials were not re-run...
+    after = {r["trial_id"]: r for r in _read_json(out / "tuner_results.json")}
+    assert sorted(after) == ["0", "1", "2", "3"]
+    for trial_id in done_before:  # ...and their records are untouched
+        assert after[trial_id] == before[trial_id]
+    assert all(r["status"] == "COMPLETED" for r in after.values())
+
+
+# -- in process: hyperband with GPU placement, median stopping ------------------------
+
+def test_hyperband_on_two_workers_pinned_to_their_gpus(tmp_path, penguin_examples, caplog):
+    from kt_core.parallel.launchers import LocalLauncher
+    from kt_core.search import run_search
+
+    logs = tmp_path / "logs"
+    # Two "GPUs": on this CPU-only machine each worker still sees exactly its own id.
+    launcher = LocalLauncher(2, gpus=["0", "1"], log_dir=str(logs))
+    config = TuningConfig.from_dict({"tuner": "hyperband", "max_epochs": 4, "factor": 2, "seed": 1,
+                                     "objective": "val_accuracy", "num_parallel_trials": 2})
+    with caplog.at_level("INFO", logger="kt_core"):
+        result = run_search(config, penguin_examples, "species", str(tmp_path / "out"),
+                            module_file=MLP, launcher=launcher, save_best_model=False)
+    trials = result.trials
+    assert len(trials) > 3 and len({t["trial_id"] for t in trials}) == len(trials)
+    assert all(t["status"] == "COMPLETED" for t in trials)
+    assert any(t["hyperparameters"].get("tuner/trial_id") for t in trials)  # warm starts
+    assert max(t["hyperparameters"]["tuner/epochs"] for t in trials) == 4
+    handed = re.findall(r"trial (\d+) -> worker (local-\d)", caplog.text)
+    assert sorted(t for t, _ in handed) == sorted(t["trial_id"] for t in trials)
+    assert {w for _, w in handed} == {"local-0", "local-1"}  # both took part
+    seen = {}
+    for name in ("local-0", "local-1"):
+        text = (logs / f"{name}.log").read_text()
+        seen[name] = re.search(r"CUDA_VISIBLE_DEVICES='(\d*)'", text).group(1)
+        assert "search over, exiting" in text
+    assert seen == {"local-0": "0", "local-1": "1"}
+
+
+def test_median_stopping_runs_fewer_epochs_and_finds_the_same_best(tmp_path, penguin_examples):
+    from kt_core.search import run_search
+
+    base = {"tuner": "grid", "max_trials": 6, "epochs": 8, "seed": 1, "objective": "val_loss",
+            "tune_new_entries": False,
+            "hyperparameters": {"lr": {"type": "choice",
+                                       "values": [0.05, 0.01, 1e-6, 2e-6, 3e-6, 5e-6]},
+                                "num_layers": {"type": "fixed", "value": 1},
+                                "units_0": {"type": "fixed", "value": 16}}}
+    plain = run_search(TuningConfig.from_dict(base), penguin_examples, "species",
+                       str(tmp_path / "plain"), module_file=MLP, save_best_model=False)
+    stopped = run_search(
+        TuningConfig.from_dict({**base, "num_parallel_trials": 2,
+                                "median_stopping": {"min_completed_trials": 1, "min_epochs": 1}}),
+        penguin_examples, "species", str(tmp_path / "median"), module_file=MLP,
+        save_best_model=False)
+
+    def epochs(result):
+        return {t["hyperparameters"]["lr"]: len(t["metrics"][0]) for t in result.trials}
+
+    assert sum(epochs(plain).values()) == 6 * 8
+    assert sorted(epochs(stopped)) == sorted(epochs(plain))  # the same six trials ran
+    assert sum(epochs(stopped).values()) < 0.75 * sum(epochs(plain).values())
+    assert all(epochs(stopped)[lr] < 8 for lr in (1e-6, 2e-6, 3e-6, 5e-6))
+    assert stopped.best_hyperparameters.values["lr"] == plain.best_hyperparameters.values["lr"]
+    assert all(t["status"] == "COMPLETED" for t in stopped.trials)
+
+
+# -- the Kubernetes launcher, down to the HTTP calls -----------------------------------
+
+TUNER_POD = {
+    "apiVersion": "v1", "kind": "Pod",
+    "metadata": {"name": "kt-run-tuner-x7k2p", "namespace": "kt-pipelines",
+                 "uid": "5f0c2a3e-1b7d-4c55-9a0e-2d3f4b5c6d7e"},
+    "spec": {"serviceAccountName": "kt-tuner",
+             "containers": [{"name": "main", "image": "registry.example/kt-pipelines:0.1.0",
+                             "imagePullPolicy": "IfNotPresent"}],
+             "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
+             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                             {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                              "effect": "NoExecute", "tolerationSeconds": 300}]},
+    "status": {"phase": "Running", "podIP": "10.4.2.7"},
+}
+
+
+def _recording_api_client(answers):
+    """The real kubernetes ApiClient with its HTTP call replaced: records (method, path,
+    query, body) and answers from `answers` (no API server exists here)."""
+    from kubernetes import client
+
+    class Response:
+        def __init__(self, data):
+            self.data = json.dumps(data)
+
+    class Recording(client.ApiClient):
+        calls = []
+
+        def call_api(self, resource_path, method, path_params=None, query_params=None,
+                     header_params=None, body=None, post_params=None, files=None,
+                     response_type=None, **kwargs):
+            path = resource_path
+            for key, value in (path_params or {}).items():
+                path = path.replace("{%s}" % key, str(value))
+            body = self.sanitize_for_serialization(body)
+            self.calls.append((method, path, dict(query_params or []), body))
+            data = answers(method, path, body)
+            return self.deserialize(Response(data), response_type) if response_type else None
+
+    return Recording()
+
+
+def _verb(method, path):
+    """(apiGroup, resource, verb) an HTTP call needs in RBAC terms."""
+    parts = path.strip("/").split("/")
+    group = "" if parts[0] == "api" else parts[1]
+    rest = parts[parts.index("namespaces") + 2:]
+    resource, named = rest[0], len(rest) > 1
+    verb = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch",
+            "GET": "get" if named else "list"}[method]
+    return group, resource + ("/" + rest[2] if len(rest) > 2 else ""), verb
+
+
+def test_kubernetes_launcher_creates_valid_owned_job_and_secret_and_cleans_up(caplog):
+    import kubernetes_validate
+    from kubernetes import client
+
+    from kt_core.parallel.kubernetes_launcher import KubernetesLauncher
+    from kt_core.parallel.launchers import LocalLauncher
+    from kt_core.parallel.worker import worker_command
+
+    state = {"pods": [], "job_status": {}}
+
+    def answers(method, path, body):
+        if method == "GET" and path.endswith("/pods/" + TUNER_POD["metadata"]["name"]):
+            return TUNER_POD
+        if method == "GET" and path.endswith("/pods"):
+            return {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": state["pods"]}
+        if method == "GET" and "/jobs/" in path:
+            return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+                    "status": state["job_status"]}
+        if method == "POST":
+            return body
+        return {"apiVersion": "v1", "kind": "Status", "status": "Success"}
+
+    api = _recording_api_client(answers)
+    launcher = KubernetesLauncher(
+        3, {"gpus": 1, "cpu": "4", "memory": "16Gi"}, namespace="kt-pipelines",
+        pod_name=TUNER_POD["metadata"]["name"], batch_api=client.BatchV1Api(api),
+        core_api=client.CoreV1Api(api), poll_every_s=0)
+    token = auth.new_token()
+    address = f"{launcher.advertise_host()}:41000"
+    assert address == "10.4.2.7:41000"
+    with caplog.at_level("DEBUG"):
+        launcher.start(address, token, "gs://bucket/root/Tuner/tuner_results/7")
+    posts = {body["kind"]: body for method, _, _, body in api.calls if method == "POST"}
+    secret, job = posts["Secret"], posts["Job"]
+    for obj in (secret, job):
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+        kubernetes_validate.validate(obj, "1.29", strict=True)
+        assert obj["metadata"]["ownerReferences"] == [{
+            "apiVersion": "v1", "kind": "Pod", "name": "kt-run-tuner-x7k2p",
+            "uid": TUNER_POD["metadata"]["uid"]}]
+    assert secret["stringData"] == {"token": token}
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "registry.example/kt-pipelines:0.1.0"
+    assert container["resources"] == {"requests": {"cpu": "4", "memory": "16Gi"},
+                                      "limits": {"nvidia.com/gpu": "1", "memory": "16Gi"}}
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                   "effect": "NoSchedule"}]
+    assert pod["serviceAccountName"] == "kt-tuner" and pod["automountServiceAccountToken"] is False
+    env = {e["name"]: e for e in container["env"]}
+    assert env[auth.TOKEN_ENV] == {"name": auth.TOKEN_ENV, "valueFrom": {"secretKeyRef": {
+        "name": secret["metadata"]["name"], "key": "token"}}}
+    assert env[auth.WORKER_ID_ENV]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # The same worker command as the local launcher's (bar the interpreter's path).
+    local = LocalLauncher(1, python="/opt/venv/bin/python")
+    local.command = worker_command(local.python, address, "gs://bucket/root/Tuner/tuner_results/7")
+    assert container["command"] == ["python"] + local.command[1:]
+    assert token not in json.dumps(job) and token not in caplog.text
+
+    # A preempted/failed worker pod is reported at once; a failed Job ends the search.
+    state["pods"] = [{"metadata": {"name": "kt-workers-a-1-xyz"},
+                      "status": {"phase": "Failed", "containerStatuses": [{
+                          "name": "worker", "image": "registry.example/kt-pipelines:0.1.0",
+                          "imageID": "", "ready": False, "restartCount": 0,
+                          "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}}]
+    assert launcher.poll() == [("kt-workers-a-1-xyz", "pod failed: OOMKilled (exit code 137)")]
+    assert launcher.poll() == [] and launcher.failure() is None
+    state["job_status"] = {"conditions": [{"type": "Failed", "status": "True",
+                                           "reason": "BackoffLimitExceeded", "message": "too many"}]}
+    launcher.poll()
+    assert "BackoffLimitExceeded" in launcher.failure()
+
+    launcher.stop()
+    deletes = [(path, query) for method, path, query, _ in api.calls if method == "DELETE"]
+    assert deletes == [
+        (f"/apis/batch/v1/namespaces/kt-pipelines/jobs/{job['metadata']['name']}",
+         {"propagationPolicy": "Background"}),
+        (f"/api/v1/namespaces/kt-pipelines/secrets/{secret['metadata']['name']}", {})]
+    # Every call is allowed by the Role in manifests/ (and nothing more is asked for).
+    with open(os.path.join(REPO, "manifests", "base", "rbac.yaml")) as f:
+        role = next(d for d in yaml.safe_load_all(f) if d["kind"] == "Role")
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}
+    needed = {_verb(method, path) for method, path, _, _ in api.calls}
+    assert needed <= granted, needed - granted
+    assert needed == {("", "pods", "get"), ("", "pods", "list"), ("", "secrets", "create"),
+                      ("", "secrets", "delete"), ("batch", "jobs", "create"),
+                      ("batch", "jobs", "get"), ("batch", "jobs", "delete")}
+
+
+def test_kubernetes_launcher_needs_shared_storage():
+    from kt_core.parallel.kubernetes_launcher import KubernetesLauncher
+
+    launcher = KubernetesLauncher(2, {}, namespace="n", pod_name="p", batch_api=None, core_api=None)
+    with pytest.raises(ConfigError, match="cannot read the local output directory"):
+        launcher.share_module_file(MLP, "/tmp/out")
