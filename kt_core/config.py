@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Union
 TUNERS = ("random", "grid", "hyperband", "bayesian")
 HP_TYPES = ("int", "float", "choice", "boolean", "fixed")
 BUILTIN_HYPERMODELS = ("resnet", "xception")
+LAUNCHERS = ("local", "kubernetes")
 
 # Which keyword arguments each hyperparameter type accepts (keras-tuner's own names).
 _HP_KEYS = {
@@ -85,6 +86,16 @@ class TuningConfig:
     # False: resume the search found in the output directory; True: start over.
     overwrite: bool = False
     verbose: int = 0
+    # Parallel trials (kt_core/parallel): N workers against one coordinator.
+    num_parallel_trials: int = 1
+    launcher: str = "local"  # "local" (worker processes) | "kubernetes" (worker pods)
+    trials_per_gpu: int = 1  # local launcher: workers packed onto one GPU
+    # Stop a trial whose objective is worse than the median of completed trials at the
+    # same epoch: {"min_completed_trials": 3, "min_epochs": 1} or null (off).
+    median_stopping: Optional[Dict[str, int]] = None
+    # Kubernetes launcher: the worker pods' shape (image, gpus, gpu_resource, cpu, memory,
+    # node_selector, tolerations, service_account); unset keys come from the Tuner pod.
+    worker_pod: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     # -- construction -------------------------------------------------------
 
@@ -189,6 +200,33 @@ class TuningConfig:
             raise ConfigError("image_features: expected a mapping of feature name -> [h, w, c]")
         for name, shape in self.image_features.items():
             _check_shape(f"image_features.{name}", shape)
+        self._validate_parallel()
+
+    def _validate_parallel(self) -> None:
+        _check_int("num_parallel_trials", self.num_parallel_trials, minimum=1)
+        _check_int("trials_per_gpu", self.trials_per_gpu, minimum=1)
+        if self.launcher not in LAUNCHERS:
+            raise ConfigError(f"launcher: must be one of {list(LAUNCHERS)}, got {self.launcher!r}")
+        if self.launcher == "kubernetes" and self.trials_per_gpu != 1:
+            raise ConfigError("trials_per_gpu: only the local launcher packs workers onto a GPU; "
+                              "with launcher 'kubernetes' each worker pod requests worker_pod.gpus")
+        if self.median_stopping is not None:
+            spec = self.median_stopping
+            if not isinstance(spec, dict):
+                raise ConfigError("median_stopping: expected a mapping "
+                                  "{min_completed_trials, min_epochs} or null")
+            extra = sorted(set(spec) - _MEDIAN_STOPPING_KEYS)
+            if extra:
+                raise ConfigError(f"median_stopping: unknown key(s) {extra}; "
+                                  f"allowed: {sorted(_MEDIAN_STOPPING_KEYS)}")
+            for key in sorted(spec):
+                _check_int(f"median_stopping.{key}", spec[key], minimum=1)
+            if self.tuner == "hyperband":
+                raise ConfigError("median_stopping: hyperband already stops unpromising trials; "
+                                  "use one or the other")
+        if not isinstance(self.worker_pod, dict):
+            raise ConfigError("worker_pod: expected a mapping")
+        _check_worker_pod(self.worker_pod)
 
     # -- derived ------------------------------------------------------------
 
@@ -311,3 +349,28 @@ def _check_early_stopping(spec):
         _check_int("early_stopping.patience", spec["patience"], minimum=0)
     if spec.get("mode", "auto") not in ("auto", "min", "max"):
         raise ConfigError("early_stopping.mode: must be 'auto', 'min' or 'max'")
+
+_MEDIAN_STOPPING_KEYS = {"min_completed_trials", "min_epochs"}
+_WORKER_POD_KEYS = {"image", "gpus", "gpu_resource", "cpu", "memory", "node_selector",
+                    "tolerations", "service_account"}
+
+
+def _check_worker_pod(spec):
+    extra = sorted(set(spec) - _WORKER_POD_KEYS)
+    if extra:
+        raise ConfigError(f"worker_pod: unknown key(s) {extra}; allowed: {sorted(_WORKER_POD_KEYS)}")
+    if "gpus" in spec:
+        _check_int("worker_pod.gpus", spec["gpus"], minimum=0)
+    for key in ("image", "gpu_resource", "service_account"):
+        if key in spec and (not isinstance(spec[key], str) or not spec[key]):
+            raise ConfigError(f"worker_pod.{key}: expected a non-empty string, got {spec[key]!r}")
+    for key in ("cpu", "memory"):
+        if key in spec and (isinstance(spec[key], bool) or not isinstance(spec[key], (str, int, float))):
+            raise ConfigError(f"worker_pod.{key}: expected a Kubernetes quantity like '4' or '16Gi'")
+    selector = spec.get("node_selector", {})
+    if not isinstance(selector, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in selector.items()):
+        raise ConfigError("worker_pod.node_selector: expected a mapping of label -> string value")
+    tolerations = spec.get("tolerations", [])
+    if not isinstance(tolerations, list) or not all(isinstance(t, dict) for t in tolerations):
+        raise ConfigError("worker_pod.tolerations: expected a list of Kubernetes tolerations")

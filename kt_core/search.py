@@ -109,6 +109,8 @@ def _tuner_classes():
             self.config = config
             self.recorder = recorder
             self._search_start = time.time()
+            # (trial_id, epoch, logs) -> True to stop the trial now (parallel median stopping).
+            self.trial_stopper = None
 
         def _build_and_fit_model(self, trial, *args, **kwargs):
             hp = trial.hyperparameters
@@ -139,11 +141,14 @@ def _tuner_classes():
 
         def on_epoch_end(self, trial, model, epoch, logs=None):
             self.recorder.epoch_end(trial.trial_id, epoch, logs)
+            if self.trial_stopper is not None and self.trial_stopper(trial.trial_id, epoch, logs):
+                model.stop_training = True
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
             record = self.recorder.trial_end(self.oracle.trials[trial.trial_id])
-            self._progress(record)
+            if record is not None:  # None: a parallel worker; the coordinator reports
+                self._progress(record)
 
         def _progress(self, record):
             done = [r for r in self.recorder.records.values()]
@@ -168,13 +173,16 @@ def _tuner_classes():
     return SearchTuner, HyperbandSearchTuner
 
 
-def build_tuner(config: TuningConfig, hypermodel, data: ExamplesData, output_dir: str):
+def build_tuner(config: TuningConfig, hypermodel, data: ExamplesData, output_dir: str,
+                oracle=None, recorder=None):
+    """`oracle`/`recorder`: a parallel worker's stand-ins that talk to the coordinator."""
     SearchTuner, HyperbandSearchTuner = _tuner_classes()
     cls = HyperbandSearchTuner if config.tuner == "hyperband" else SearchTuner
-    recorder = results_lib.TrialRecorder(os.path.join(output_dir, results_lib.RESULTS_FILE),
-                                         resume=not config.overwrite)
+    if recorder is None:
+        recorder = results_lib.TrialRecorder(os.path.join(output_dir, results_lib.RESULTS_FILE),
+                                             resume=not config.overwrite)
     return cls(
-        make_oracle(config), hypermodel, data, config, recorder,
+        oracle or make_oracle(config), hypermodel, data, config, recorder,
         optimizer=_keras_object(config.optimizer, "optimizers"),
         loss=_keras_object(config.loss, "losses"),
         metrics=[_keras_object(m, "metrics") for m in config.metrics] if config.metrics else None,
@@ -236,10 +244,10 @@ def preflight(tuner) -> None:
 
 # -- the whole search ---------------------------------------------------------------
 
-def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_dir: str,
-               module_file: Optional[str] = None, schema_path: Optional[str] = None,
-               data: Optional[ExamplesData] = None, save_best_model: bool = True) -> SearchResult:
-    """Validates everything it can, then searches, then writes the outputs."""
+def load_inputs(config: TuningConfig, examples_dir: str, label_key: str,
+                module_file: Optional[str] = None, schema_path: Optional[str] = None,
+                data: Optional[ExamplesData] = None):
+    """(examples, hypermodel), loaded the same way here and in every parallel worker."""
     if module_file and not is_builtin(module_file):
         load_module(module_file)  # fail on a bad module before reading any data
     if data is None:
@@ -250,6 +258,34 @@ def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_d
     classes = config.classes or data.num_classes(config.train_split)
     hypermodel = resolve_hypermodel(module_file, config.hypermodel, config.hypermodel_args,
                                     input_shape, classes)
+    return data, hypermodel
+
+
+def search_arguments(config: TuningConfig) -> Dict[str, Any]:
+    """What `Tuner.search` gets, here and in every parallel worker."""
+    callbacks = []
+    if config.early_stopping is not None:
+        import keras
+
+        callbacks.append(keras.callbacks.EarlyStopping(
+            **{"monitor": config.objective_name, **config.early_stopping}))
+    return {"epochs": config.epochs, "callbacks": callbacks, "verbose": config.verbose}
+
+
+def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_dir: str,
+               module_file: Optional[str] = None, schema_path: Optional[str] = None,
+               data: Optional[ExamplesData] = None, save_best_model: bool = True,
+               launcher=None) -> SearchResult:
+    """Validates everything it can, then searches, then writes the outputs.
+
+    With `num_parallel_trials` > 1 (or median stopping) the trials run in worker
+    processes/pods (kt_core.parallel; `launcher` overrides the config's)."""
+    parallel = config.num_parallel_trials > 1 or config.median_stopping is not None
+    if parallel:
+        from kt_core.parallel import devices
+
+        devices.keep_gpus_for_workers()  # before this process touches a GPU
+    data, hypermodel = load_inputs(config, examples_dir, label_key, module_file, schema_path, data)
     import tensorflow as tf
 
     tf.io.gfile.makedirs(output_dir)  # local or gs://
@@ -262,14 +298,15 @@ def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_d
     preflight(tuner)
     _write_search_config(tuner, config, output_dir, examples_dir, label_key, module_file, schema_path)
     tuner.search_space_summary()
-    callbacks = []
-    if config.early_stopping is not None:
-        import keras
-
-        callbacks.append(keras.callbacks.EarlyStopping(
-            **{"monitor": config.objective_name, **config.early_stopping}))
     try:
-        tuner.search(epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
+        if parallel:
+            from kt_core.parallel.coordinator import search_in_parallel
+
+            search_in_parallel(tuner, config, output_dir, examples_dir=examples_dir,
+                               label_key=label_key, module_file=module_file,
+                               schema_path=schema_path, launcher=launcher)
+        else:
+            tuner.search(**search_arguments(config))
     except RuntimeError as e:
         if "consecutive failures" in str(e):
             raise SearchError(f"search stopped: {str(e).strip()}") from None
