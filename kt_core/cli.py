@@ -80,9 +80,9 @@ def run_command(args, extra_errors=()) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("absl", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Our progress lines at INFO; everybody else's (Beam, TFX, absl) only from WARNING up.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("kt_core").setLevel(logging.INFO)
     from kt_core.errors import USER_ERRORS
 
     try:

@@ -263,3 +263,20 @@ def test_submit_needs_a_target(compiled, capsys):
     path, _ = compiled
     assert cli.main(["submit", str(path)]) == 2
     assert "--kfp-host" in capsys.readouterr().err
+
+
+def test_run_command_on_users_tfrecords(tmp_path, penguin_examples):
+    """`kt-pipelines run` on tf.Example TFRecords (ImportExampleGen), as a user would."""
+    kt = os.path.join(os.path.dirname(sys.executable), "kt-pipelines")
+    proc = subprocess.run(
+        [kt, "run", "--data-root", os.path.join(penguin_examples, "Split-train"),
+         "--data-format", "tfrecord", "--module-file", module("mlp_conditional"),
+         "--label-key", "species", "--max-trials", "1", "--epochs", "1",
+         "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+    best = json.loads(lines["best hyperparameters"])
+    assert "num_layers" in best
+    assert os.path.isfile(os.path.join(lines["trained model"], "saved_model.pb"))
+    assert os.path.isdir(lines["pushed model"])
