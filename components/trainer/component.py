@@ -6,24 +6,16 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import trainer_pb2
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
-from components import common
+from components import common, specs
 from components.trainer import executor
 
 
 class TrainerSpec(ComponentSpec):
-    PARAMETERS = {
-        common.MODULE_FILE_KEY: ExecutionParameter(type=str),
-        common.LABEL_KEY_KEY: ExecutionParameter(type=str),
-        common.TUNING_CONFIG_KEY: ExecutionParameter(type=str),
-        "train_args": ExecutionParameter(type=trainer_pb2.TrainArgs, optional=True),
-        "eval_args": ExecutionParameter(type=trainer_pb2.EvalArgs, optional=True),
-    }
+    PARAMETERS = dict(specs.PARAMETERS)
     INPUTS = {
-        "examples": ChannelParameter(type=standard_artifacts.Examples),
-        "schema": ChannelParameter(type=standard_artifacts.Schema, optional=True),
-        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
+        **specs.DATA_INPUTS,
         "hyperparameters": ChannelParameter(type=standard_artifacts.HyperParameters, optional=True),
     }
     OUTPUTS = {
