@@ -38,12 +38,15 @@ def pipeline_run(tmp_path_factory):
         pipeline_root=str(root / "root"), data_root=CSV_ROOT,
         module_file=os.path.join(REPO, "pipelines", "penguin_module.py"), label_key="species",
         tuning_config=SMALL, serving_model_dir=str(root / "serving"),
+        preprocessing_module_file=module("penguin_preprocessing"),
         metadata_path=str(root / "metadata.sqlite"))
     run_local(pipeline)
     return root
 
 
 def test_pipeline_end_to_end(pipeline_run):
+    """With a Transform step: Tuner and Trainer work on transformed examples; the served
+    model takes raw tf.Examples and applies the transform itself."""
     root = str(pipeline_run / "root")
     best_dir = latest_output(root, "Tuner", "best_hyperparameters")
     assert os.listdir(best_dir) == ["best_hyperparameters.txt"]  # the stock Trainer needs one file
@@ -54,6 +57,10 @@ def test_pipeline_end_to_end(pipeline_run):
         trials = json.load(f)
     assert len(trials) == 2 and all(t["status"] == "COMPLETED" for t in trials)
     assert hp.values == max(trials, key=lambda t: t["score"])["hyperparameters"]
+    # The search saw the transformed features (dense vector in sorted name order).
+    with open(os.path.join(results_dir, "search_config.json")) as f:
+        assert json.load(f)["dense_feature_order"] == [
+            "body_mass_g_xf", "culmen_depth_mm_xf", "culmen_length_mm_xf", "flipper_length_mm_xf"]
     # Trial logs and checkpoints live in the pipeline root, not a temp dir.
     assert glob.glob(os.path.join(results_dir, "search", "trial_*", "checkpoint*"))
 
