@@ -63,3 +63,14 @@ def png_image_columns(n, seed, size=32):
         img[half] += 150
         images.append(tf.io.encode_png(img).numpy())
     return {"image": np.array(images, dtype=object), "label": labels.astype(np.int64)}
+
+
+def float_image_columns(n, seed, size=16):
+    """Images as flat float arrays (h*w*c floats per example): bright top half (1) or
+    bright bottom half (0), as the PNG images."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    images = rng.random((n, size, size, 3), dtype=np.float32) * 0.2
+    for i, label in enumerate(labels):
+        images[i, (0 if label else size // 2):(size // 2 if label else size)] += 0.7
+    return {"pixels": images.reshape(n, -1), "label": labels.astype(np.int64)}

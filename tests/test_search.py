@@ -118,6 +118,21 @@ def test_hyperresnet_on_png_images(tmp_path, image_examples):
     assert trials[0]["hyperparameters"]["version"] == "v2"
 
 
+def test_hyperxception_on_float_array_images(tmp_path):
+    import datagen
+
+    examples = datagen.write_examples(str(tmp_path / "ex"), {
+        "train": datagen.float_image_columns(48, 0, size=32),
+        "eval": datagen.float_image_columns(16, 1, size=32)})
+    _, trials, _ = search(tmp_path, examples, "xception", label_key="label",
+                          image_features={"pixels": [32, 32, 3]}, max_trials=1, epochs=1,
+                          batch_size=16, objective="val_accuracy",
+                          hyperparameters={"conv2d_num_filters": {"type": "fixed", "value": 32},
+                                           "num_residual_blocks": {"type": "fixed", "value": 2}})
+    assert [t["status"] for t in trials] == ["COMPLETED"]
+    assert trials[0]["hyperparameters"]["num_residual_blocks"] == 2
+
+
 def test_restricted_space_tune_new_entries_false(tmp_path, penguin_examples):
     _, trials, _ = search(tmp_path, penguin_examples, module("mlp_conditional"),
                           max_trials=4, epochs=1, tune_new_entries=False,
