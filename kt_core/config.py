@@ -57,6 +57,9 @@ class TuningConfig:
     max_consecutive_failed_trials: int = 3
     max_retries_per_trial: int = 0
     max_model_size: Optional[int] = None
+    # Seconds a trial may run (build, all executions, all epochs) before it is
+    # stopped and recorded as FAILED ("timed out"); null: no limit.
+    trial_timeout: Optional[float] = None
     # Restrict / override the search space: {name: {"type": "int", "min_value": ...}}.
     hyperparameters: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
     tune_new_entries: bool = True
@@ -157,6 +160,10 @@ class TuningConfig:
                     "num_initial_points"):
             if getattr(self, key) is not None:
                 _check_int(key, getattr(self, key), minimum=0 if key == "seed" else 1)
+        if self.trial_timeout is not None:
+            _check_number("trial_timeout", self.trial_timeout)
+            if not self.trial_timeout > 0:
+                raise ConfigError(f"trial_timeout: must be > 0 seconds, got {self.trial_timeout}")
         for key in ("alpha", "beta"):
             if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), (int, float)):
                 raise ConfigError(f"{key}: expected a number, got {getattr(self, key)!r}")

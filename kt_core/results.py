@@ -60,6 +60,10 @@ class TrialRecorder:
         self._start[trial_id] = time.time()
         self._epochs[trial_id] = []
 
+    def started_at(self, trial_id: str) -> float:
+        """When the trial began (now, for a trial this recorder did not see begin)."""
+        return self._start.setdefault(trial_id, time.time())
+
     def execution_begin(self, trial_id: str) -> None:
         self._epochs.setdefault(trial_id, []).append([])
 

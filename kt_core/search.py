@@ -117,6 +117,14 @@ def _tuner_classes():
             model = self._try_build(hp)
             train, val = self.datasets_for(model)
             self.recorder.execution_begin(trial.trial_id)
+            from kt_core import trial_guards
+
+            objective = self.oracle.objective
+            # First, so that a diverged epoch fails the trial before it is reported.
+            kwargs["callbacks"] = trial_guards.guards(
+                [o.name for o in getattr(objective, "objectives", [objective])],
+                started_at=self.recorder.started_at(trial.trial_id),
+                trial_timeout=self.config.trial_timeout) + list(kwargs.get("callbacks") or [])
             history = self.hypermodel.fit(
                 hp, model, train, *args, validation_data=val,
                 steps_per_epoch=self.config.train_steps,
