@@ -261,6 +261,41 @@ class ExamplesData:
             return None
         return int(model.outputs[0].shape[-1])
 
+    def check_labels_fit(self, model) -> None:
+        """Integer class labels must index the model's output. Out-of-range labels
+        raise deep inside training on CPU, become NaN losses on GPU and all-zero
+        rows when one-hot encoded: say so before any training, naming the label."""
+        import tensorflow as tf
+
+        loss = getattr(model, "loss", None)
+        name = loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
+        kind = {"sparse_categorical_crossentropy": "classes",
+                "SparseCategoricalCrossentropy": "classes",
+                "categorical_crossentropy": "classes", "CategoricalCrossentropy": "classes",
+                "binary_crossentropy": "binary", "BinaryCrossentropy": "binary",
+                "binary_focal_crossentropy": "binary", "BinaryFocalCrossentropy": "binary"}.get(name)
+        try:
+            outputs = list(model.outputs or [])
+        except (AttributeError, ValueError):
+            outputs = []
+        if kind is None or len(outputs) != 1 or outputs[0].shape[-1] is None:
+            return
+        units = int(outputs[0].shape[-1])
+        for split, columns in self.splits.items():
+            label = columns[self.label_key]
+            if label.dtype != tf.int64 or label.shape.rank != 1 or label.shape[0] == 0:
+                continue
+            lo, hi = int(tf.reduce_min(label).numpy()), int(tf.reduce_max(label).numpy())
+            if kind == "classes" and (lo < 0 or hi >= units):
+                raise DataError(
+                    f"label {self.label_key!r} has values {lo}..{hi} in split {split!r}, but the "
+                    f"model's output has {units} units ({name}): class labels must be in "
+                    f"0..{units - 1}; give the last layer {max(hi + 1, units)} units or remap the labels")
+            if kind == "binary" and units == 1 and (lo < 0 or hi > 1):
+                raise DataError(
+                    f"label {self.label_key!r} has values {lo}..{hi} in split {split!r}, but the "
+                    f"model's loss ({name}) takes labels 0 or 1")
+
     def dataset(self, split: str, layout: Tuple[str, ...], batch_size: int,
                 shuffle: bool = False, seed: Optional[int] = None, one_hot: Optional[int] = None):
         """A batched (features, label) dataset, built once per split/layout and reused."""

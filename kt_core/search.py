@@ -234,6 +234,7 @@ def preflight(tuner) -> None:
         raise ModuleError("build_model/hypermodel returned an uncompiled model: call "
                           "model.compile(optimizer=..., loss=..., metrics=[...]) before returning it, "
                           "or set optimizer and loss in the tuning config")
+    tuner.data.check_labels_fit(model)
     _, val = tuner.datasets_for(model)
     try:
         logs = model.evaluate(val.take(1), return_dict=True, verbose=0)
