@@ -153,10 +153,12 @@ def _tuner_classes():
                 model.stop_training = True
 
         def on_trial_end(self, trial):
-            super().on_trial_end(trial)
-            record = self.recorder.trial_end(self.oracle.trials[trial.trial_id])
-            if record is not None:  # None: a parallel worker; the coordinator reports
-                self._progress(record)
+            try:
+                super().on_trial_end(trial)  # raises when too many trials failed in a row
+            finally:  # ... and that last failed trial is recorded all the same
+                record = self.recorder.trial_end(self.oracle.trials[trial.trial_id])
+                if record is not None:  # None: a parallel worker; the coordinator reports
+                    self._progress(record)
 
         def _progress(self, record):
             done = [r for r in self.recorder.records.values()]
@@ -318,7 +320,13 @@ def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_d
             tuner.search(**search_arguments(config))
     except RuntimeError as e:
         if "consecutive failures" in str(e):
-            raise SearchError(f"search stopped: {str(e).strip()}") from None
+            # keras-tuner's message is a headline and the last trial's traceback:
+            # one line for the user (the traceback stays in tuner_results.json / the log).
+            lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+            raise SearchError(
+                f"search stopped: {config.max_consecutive_failed_trials} trials failed in a row "
+                f"(max_consecutive_failed_trials: {config.max_consecutive_failed_trials}); "
+                f"last error: {lines[-1] if len(lines) > 1 else '(none recorded)'}") from None
         raise
     tuner.results_summary(num_trials=5)
     return _finish(tuner, output_dir, save_best_model)
