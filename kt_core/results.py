@@ -103,6 +103,19 @@ class TrialRecorder:
                      json.dumps([self.records[t] for t in self._order], indent=1, default=str))
 
 
+def remove_outputs(output_dir: str, names) -> None:
+    """A search that starts over first removes the previous search's results, so
+    that if it is interrupted nothing left behind names a trial it did not run."""
+    import tensorflow as tf
+
+    for name in names:
+        path = os.path.join(output_dir, name)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        elif tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+
+
 def write_best_hyperparameters(path: str, hyperparameters) -> None:
     atomic_write(path, json.dumps(hyperparameters.get_config()))
 

@@ -81,7 +81,9 @@ def make_oracle(config: TuningConfig):
     if config.tuner == "random":
         return oracles.RandomSearchOracle(max_trials=config.max_trials, **common)
     if config.tuner == "grid":
-        return oracles.GridSearchOracle(max_trials=config.max_trials, **common)
+        from kt_core.oracles import resumable_grid_search_oracle  # keras-tuner's forgets on reload
+
+        return resumable_grid_search_oracle()(max_trials=config.max_trials, **common)
     if config.tuner == "bayesian":
         return oracles.BayesianOptimizationOracle(
             max_trials=config.max_trials, num_initial_points=config.num_initial_points,
@@ -307,6 +309,9 @@ def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_d
 
     tuner = build_tuner(config, hypermodel, data, output_dir)
     preflight(tuner)
+    if config.overwrite:  # starting over: no result of the previous search may outlive it
+        results_lib.remove_outputs(output_dir, (results_lib.BEST_HP_FILE, results_lib.RESULTS_FILE,
+                                                BEST_MODEL_FILE))
     _write_search_config(tuner, config, output_dir, examples_dir, label_key, module_file, schema_path)
     tuner.search_space_summary()
     try:

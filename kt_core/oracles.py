@@ -1,0 +1,43 @@
+"""keras-tuner oracles, with what they must remember to resume an interrupted search.
+
+keras-tuner 1.4.8's `GridSearchOracle` keeps its walk through the grid (the order
+of the trials it created and the trials whose successors it has yet to create)
+in memory only: a grid search reloaded from its directory after an interruption
+fails on the next trial with `KeyError: '<trial id>'` inside `LinkedList.next`.
+`ResumableGridSearchOracle` saves that walk with the oracle's state and restores
+it; state saved without it (older searches) is rebuilt from the trial order.
+"""
+
+from __future__ import annotations
+
+import functools
+
+
+def _walk(linked_list):
+    """The data of a keras-tuner gridsearch.LinkedList, head to tail."""
+    index = linked_list._next_index[None]
+    while index is not None:
+        yield linked_list._memory[index]
+        index = linked_list._next_index[index]
+
+
+@functools.lru_cache(maxsize=None)
+def resumable_grid_search_oracle():
+    from keras_tuner import oracles
+    from keras_tuner.src.tuners.gridsearch import LinkedList
+
+    class ResumableGridSearchOracle(oracles.GridSearchOracle):
+        def get_state(self):
+            state = super().get_state()
+            state["grid_order"] = list(_walk(self._ordered_ids))
+            state["grid_populate_next"] = list(self._populate_next)
+            return state
+
+        def set_state(self, state):
+            super().set_state(state)
+            self._ordered_ids = LinkedList()
+            for trial_id in state.get("grid_order", self.start_order):
+                self._ordered_ids.insert(trial_id)
+            self._populate_next = list(state.get("grid_populate_next", self.end_order))
+
+    return ResumableGridSearchOracle
