@@ -24,6 +24,7 @@ from kt_core.modules import (ModuleError, file_sha256, is_builtin, load_module,
 log = logging.getLogger("kt_core")
 
 BEST_MODEL_FILE = "best_model.keras"
+REPORT_FILE = "report.html"
 
 
 class SearchError(RuntimeError):
@@ -354,6 +355,21 @@ def _write_search_config(tuner, config, output_dir, examples_dir, label_key, mod
     }, indent=1, sort_keys=True))
 
 
+def write_reports(output_dir: str) -> None:
+    """The HTML report and TensorBoard HParams logs next to the results. Drawing can fail
+    (a plotting bug, a full disk) without losing the search: it is logged, not raised."""
+    from kt_core.report import write_html_report
+    from kt_core.tensorboard_logs import write_hparams_logs
+
+    try:
+        write_hparams_logs(output_dir)
+        path = write_html_report(output_dir, os.path.join(output_dir, REPORT_FILE))
+        log.info("report: %s", path)
+    except Exception as e:  # noqa: BLE001 - see docstring
+        log.warning("could not write the report/TensorBoard logs in %s: %s: %s",
+                    output_dir, type(e).__name__, e)
+
+
 def _finish(tuner, output_dir: str, save_best_model: bool) -> SearchResult:
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials:
@@ -371,6 +387,7 @@ def _finish(tuner, output_dir: str, save_best_model: bool) -> SearchResult:
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             tuner.get_best_models(1)[0].save(best_model_path)
     log.info("best trial %s score %s: %s", best.trial_id, best.score, best.hyperparameters.values)
+    write_reports(output_dir)
     return SearchResult(
         best_hyperparameters=best.hyperparameters, best_trial_id=best.trial_id,
         best_score=best.score, output_dir=output_dir,
