@@ -312,7 +312,7 @@ def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_d
     preflight(tuner)
     if config.overwrite:  # starting over: no result of the previous search may outlive it
         results_lib.remove_outputs(output_dir, (results_lib.BEST_HP_FILE, results_lib.RESULTS_FILE,
-                                                BEST_MODEL_FILE))
+                                                BEST_MODEL_FILE, REPORT_FILE, "tensorboard"))
     _write_search_config(tuner, config, output_dir, examples_dir, label_key, module_file, schema_path)
     tuner.search_space_summary()
     try:
