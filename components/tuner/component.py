@@ -6,26 +6,16 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import trainer_pb2
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
-from components import artifacts, common
+from components import artifacts, common, specs
 from components.tuner import executor
 from kt_core.objective_check import check_objective_reported
 
 
 class TunerSpec(ComponentSpec):
-    PARAMETERS = {
-        common.MODULE_FILE_KEY: ExecutionParameter(type=str),
-        common.LABEL_KEY_KEY: ExecutionParameter(type=str),
-        common.TUNING_CONFIG_KEY: ExecutionParameter(type=str),
-        "train_args": ExecutionParameter(type=trainer_pb2.TrainArgs, optional=True),
-        "eval_args": ExecutionParameter(type=trainer_pb2.EvalArgs, optional=True),
-    }
-    INPUTS = {
-        "examples": ChannelParameter(type=standard_artifacts.Examples),
-        "schema": ChannelParameter(type=standard_artifacts.Schema, optional=True),
-        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
-    }
+    PARAMETERS = dict(specs.PARAMETERS)
+    INPUTS = dict(specs.DATA_INPUTS)
     OUTPUTS = {
         "best_hyperparameters": ChannelParameter(type=standard_artifacts.HyperParameters),
         "tuner_results": ChannelParameter(type=standard_artifacts.TunerResults),
