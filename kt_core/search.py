@@ -292,9 +292,10 @@ def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_d
                launcher=None) -> SearchResult:
     """Validates everything it can, then searches, then writes the outputs.
 
-    With `num_parallel_trials` > 1 (or median stopping) the trials run in worker
-    processes/pods (kt_core.parallel; `launcher` overrides the config's)."""
-    parallel = config.num_parallel_trials > 1 or config.median_stopping is not None
+    With `num_parallel_trials` > 1, median stopping or a `launcher` (overriding the
+    config's) the trials run in worker processes/pods (kt_core.parallel)."""
+    parallel = (config.num_parallel_trials > 1 or config.median_stopping is not None
+                or launcher is not None)
     if parallel:
         from kt_core.parallel import devices
 

@@ -188,13 +188,16 @@ class Heartbeats:
         return self
 
     def _run(self) -> None:
-        last_ok = time.monotonic()
+        last_ok = last_beat = time.monotonic()
         while True:
-            time.sleep(self.every_s)
+            time.sleep(min(self.every_s, 1.0))
             if self.parent_pid is not None and os.getppid() != self.parent_pid:
                 log.error("worker %s: the coordinator process is gone; exiting",
                           self.client.worker_id)
                 os._exit(3)
+            if time.monotonic() - last_beat < self.every_s:
+                continue
+            last_beat = time.monotonic()
             try:
                 self.client.call(wire.HEARTBEAT, {}, timeout=max(self.every_s, 1.0))
                 last_ok = time.monotonic()

@@ -70,6 +70,7 @@ class Coordinator:
         self._stop_announced = set()
         self.handouts = []  # (trial_id, worker_id), in order
         self._server = None
+        self.state = StateWriter(oracle, recorder, self._cond)
 
     # -- serving ----------------------------------------------------------------
 
@@ -91,6 +92,7 @@ class Coordinator:
             raise RuntimeError(f"coordinator: cannot listen on {bind_host}")
         server.start()
         self._server = server
+        self.state.start()
         return port
 
     @staticmethod
@@ -105,6 +107,7 @@ class Coordinator:
         if self._server is not None:
             self._server.stop(grace_s).wait()
             self._server = None
+        self.state.stop()
 
     @property
     def finished(self) -> bool:
@@ -232,7 +235,7 @@ class Coordinator:
             stale = [w for w in self.oracle.ongoing_trials
                      if now - self._last_seen.get(w, now) > self.lease_timeout_s]
         for worker_id in stale:
-            self.worker_lost(worker_id, f"no word from it for {self.lease_timeout_s:.0f}s")
+            self.worker_lost(worker_id, f"no word from it for {self.lease_timeout_s:g}s")
 
     def _finish(self) -> None:
         self._finished.set()
@@ -345,17 +348,104 @@ def _oracle_servicer(coordinator: Coordinator):
 
 # -- running a search with it -----------------------------------------------------
 
-def durable_saves(oracle) -> None:
-    """oracle.json and trial.json written atomically: a killed coordinator leaves no torn file."""
-    def save():
-        results_lib.atomic_write(oracle._get_oracle_fname(), json.dumps(oracle.get_state()))
+class StateWriter:
+    """Writes the search state as it changes, off the request path.
 
-    def save_trial(trial):
-        results_lib.atomic_write(os.path.join(oracle._get_trial_dir(trial.trial_id), "trial.json"),
-                                 json.dumps(trial.get_state()))
+    keras-tuner's oracle rewrites oracle.json and a trial.json on every create/end, and
+    TrialRecorder rewrites tuner_results.json on every trial end (O(trials) each); done
+    inside a request that is what bounds hand-out latency with many workers. Here the
+    requests only mark what changed; a writer thread snapshots it under the
+    coordinator's lock and writes it outside, atomically (write-then-rename), trials
+    and oracle first, results last, so a recorded trial is never missing from the
+    oracle on resume. tuner_results.json (the largest) is rewritten at most every
+    `results_every_s`. A killed coordinator loses at most the changes of one write."""
 
-    oracle.save = save
-    oracle._save_trial = save_trial
+    def __init__(self, oracle, recorder: results_lib.TrialRecorder, lock: threading.Condition,
+                 results_every_s: float = 1.0):
+        self.oracle, self.recorder, self._lock = oracle, recorder, lock
+        self.results_every_s = results_every_s
+        self._results_written = 0.0
+        self._dirty_trials: Dict[str, object] = {}
+        self._dirty_oracle = self._dirty_results = False
+        self._wake = threading.Event()
+        self._writing = threading.Lock()  # one flush at a time: flush() returns written
+        self._stopped = False
+        self._thread: Optional[threading.Thread] = None
+        # Instance attributes over the classes' methods; stop() removes them again.
+        oracle.save = self._oracle_changed
+        oracle._save_trial = self._trial_changed
+        recorder.write = self._results_changed
+
+    def _oracle_changed(self):
+        self._dirty_oracle = True
+        self._wake.set()
+
+    def _trial_changed(self, trial):
+        self._dirty_trials[trial.trial_id] = trial
+        self._wake.set()
+
+    def _results_changed(self):
+        self._dirty_results = True
+        self._wake.set()
+
+    def start(self) -> "StateWriter":
+        self._thread = threading.Thread(target=self._run, name="kt-state-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stopped:
+            # Results held back (written too recently) are written when due.
+            due = (self._results_written + self.results_every_s - time.monotonic()
+                   if self._dirty_results else None)
+            self._wake.wait(None if due is None else max(due, 0.0))
+            self._wake.clear()
+            self.flush(everything=False)
+
+    def flush(self, everything: bool = True) -> None:
+        with self._writing:
+            self._flush(everything)
+
+    def _flush(self, everything: bool) -> None:
+        with self._lock:
+            trials = {t: json.dumps(trial.get_state()) for t, trial in self._dirty_trials.items()}
+            oracle_state = json.dumps(self.oracle.get_state()) if self._dirty_oracle else None
+            records = None
+            if self._dirty_results and (
+                    everything or time.monotonic() - self._results_written >= self.results_every_s):
+                records = list(self.recorder.records.values())
+                self._dirty_results = False
+                self._results_written = time.monotonic()
+            self._dirty_trials, self._dirty_oracle = {}, False
+        for trial_id, text in trials.items():
+            _atomic_write(os.path.join(self.oracle._get_trial_dir(trial_id), "trial.json"), text)
+        if oracle_state is not None:
+            _atomic_write(self.oracle._get_oracle_fname(), oracle_state)
+        if records is not None:  # the format TrialRecorder.write uses
+            _atomic_write(self.recorder.results_path, json.dumps(records, indent=1, default=str))
+
+    def stop(self) -> None:
+        """Writes what is left; after this, writes happen in the caller again."""
+        self._stopped = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()
+        for obj, name in ((self.oracle, "save"), (self.oracle, "_save_trial"),
+                          (self.recorder, "write")):
+            obj.__dict__.pop(name, None)
+
+
+def _atomic_write(path: str, text: str) -> None:
+    """results.atomic_write, with plain file calls for local paths: they let go of the
+    GIL while writing, so requests are served meanwhile."""
+    if "://" in path:
+        results_lib.atomic_write(path, text)
+        return
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def reconcile_records(oracle, recorder: results_lib.TrialRecorder) -> None:
@@ -421,17 +511,17 @@ def search_in_parallel(tuner, config, output_dir: str, *, examples_dir: str, lab
 
     oracle = tuner.oracle
     oracle.verbose = config.verbose
-    durable_saves(oracle)
-    reconcile_records(oracle, tuner.recorder)
-    tuner.save()  # oracle.json + the tuner file: what a re-run reloads
     if launcher is None:
         launcher = launchers.from_config(config)
     module_file = launcher.share_module_file(module_file, output_dir)
     write_worker_spec(output_dir, config, examples_dir, label_key, module_file, schema_path)
 
     coordinator = Coordinator(oracle, tuner.recorder, auth.new_token(),
-                              median_rule=median_rule_for(config, oracle, tuner.recorder),
                               lease_timeout_s=lease_timeout_s, progress=tuner._progress)
+    reconcile_records(oracle, tuner.recorder)
+    coordinator.median_rule = median_rule_for(config, oracle, tuner.recorder)
+    tuner.save()  # oracle.json + the tuner file: what a re-run reloads
+    coordinator.state.flush()
     port = coordinator.start(bind_host=launcher.bind_host,
                              threads=max(32, 4 * launcher.num_workers + 8))
     address = f"{launcher.advertise_host()}:{port}"

@@ -1,0 +1,310 @@
+"""Parallel trials: speedup of 2 workers over 1, and the coordinator's hand-out latency.
+
+parallel_speedup: the same search (same seed, so the same trials) run by the parallel
+  path with 1 worker and with 2 workers, end to end (run_search: data, preflight,
+  worker start-up, trials, best model). Also reported: the single-process path on the
+  same trials, and the steady-state speedup (first hand-out to last trial end).
+coordinator_handout: one real coordinator (keras-tuner RandomSearch oracle, token,
+  leases, durable state on disk) and 64 simulated workers over real gRPC (4 client
+  processes x 16 threads), each running instant trials as fast as it can; time from
+  asking for a trial to getting it. Baseline: keras-tuner's own chief servicer
+  (distribute/oracle_chief.py, its single-thread gRPC server) under the same load.
+
+Run alone: `python -m benchmarks.bench_parallel [--case NAME] [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+from benchmarks import common
+
+SPEEDUP_GOAL = 1.8
+HANDOUT_GOAL_S = 0.050
+
+
+# -- parallel_speedup ------------------------------------------------------------------
+
+def _search_config(trials, epochs, workers):
+    from kt_core.config import TuningConfig
+
+    return TuningConfig.from_dict({"tuner": "random", "objective": "val_accuracy",
+                                   "max_trials": trials, "epochs": epochs, "batch_size": 16,
+                                   "seed": 7, "overwrite": True, "num_parallel_trials": workers})
+
+
+class _Handouts:
+    """Collects the coordinator's "trial N -> worker W" log lines with their times."""
+
+    def __init__(self):
+        import logging
+
+        self.times = []
+        self.handler = logging.Handler()
+        self.handler.emit = self._emit
+
+    def _emit(self, record):
+        if re.match(r"trial \S+ -> worker", record.getMessage()):
+            self.times.append(time.perf_counter())
+
+    def __enter__(self):
+        import logging
+
+        logging.getLogger("kt_core").addHandler(self.handler)
+        logging.getLogger("kt_core").setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+
+        logging.getLogger("kt_core").removeHandler(self.handler)
+
+
+def _run(config, examples, out, launcher=None):
+    from kt_core.search import run_search
+
+    with common.stdout_to_stderr(), _Handouts() as handouts, common.Clock() as clock:
+        result = run_search(config, examples_dir=examples, label_key=common.LABEL, output_dir=out,
+                            module_file=common.PENGUIN_MODULE, save_best_model=False,
+                            launcher=launcher)
+    end = handouts.times[0] + 0 if handouts.times else None
+    last_end = max(r["duration_s"] for r in result.trials)  # noqa: F841 (kept for clarity)
+    steady = None
+    if handouts.times:
+        steady = clock.s - (handouts.times[0] - clock._t0)
+    values = [r["hyperparameters"] for r in result.trials]
+    return {"s": clock.s, "steady_s": steady, "values": values,
+            "completed": sum(r["status"] == "COMPLETED" for r in result.trials),
+            "epochs": sum(len(r["metrics"][0]) for r in result.trials if r["metrics"])}
+
+
+def parallel_speedup(quick: bool = False):
+    common.quiet_tensorflow()
+    from kt_core.parallel.launchers import LocalLauncher
+
+    trials, epochs = (4, 2) if quick else (10, 12)
+    rows = (600, 200) if quick else (1600, 400)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="kt-bench-parallel-") as tmp:
+        examples = common.write_blob_examples(os.path.join(tmp, "examples"), *rows)
+        one = _run(_search_config(trials, epochs, 1), examples, os.path.join(tmp, "one"),
+                   launcher=LocalLauncher(1))
+        two = _run(_search_config(trials, epochs, 2), examples, os.path.join(tmp, "two"))
+        single = _run(_search_config(trials, epochs, 1), examples, os.path.join(tmp, "single"))
+    load_after = os.getloadavg()
+    same = _same(one["values"], two["values"]) and _same(one["values"], single["values"])
+    ratio = one["s"] / two["s"]
+    return common.result(
+        "parallel_speedup", two["s"], one["s"], ratio=ratio,
+        ratio_meaning="1-worker time / 2-worker time for the same trials, end to end "
+                      "(higher is better)",
+        goal=f"ratio >= {SPEEDUP_GOAL}", goal_met=ratio >= SPEEDUP_GOAL,
+        single_process_s=round(single["s"], 3),
+        speedup_over_single_process=round(single["s"] / two["s"], 4),
+        steady_state_s={"one_worker": _r(one["steady_s"]), "two_workers": _r(two["steady_s"])},
+        steady_state_speedup=(_r(one["steady_s"] / two["steady_s"], 4)
+                              if one["steady_s"] and two["steady_s"] else None),
+        same_trials=same, trials=trials, epochs=epochs, batch_size=16,
+        completed={"one_worker": one["completed"], "two_workers": two["completed"],
+                   "single_process": single["completed"]},
+        train_rows=rows[0], eval_rows=rows[1], cpus=len(os.sched_getaffinity(0)),
+        load_average_before=[round(x, 2) for x in load_before],
+        load_average_after=[round(x, 2) for x in load_after],
+        model="pipelines/penguin_module.py (1-3 Dense layers, Adam)")
+
+
+def _r(x, digits=3):
+    return None if x is None else round(x, digits)
+
+
+def _same(a, b):
+    key = lambda vs: sorted(json.dumps(v, sort_keys=True) for v in vs)  # noqa: E731
+    return key(a) == key(b)
+
+
+# -- coordinator_handout -------------------------------------------------------------
+
+def _client_process(address, token, stock, worker_ids, ready, go, queue):
+    """16 simulated workers (threads) in one process: ask, get, end at once, repeat."""
+    import threading
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import trial as trial_module
+
+    from kt_core.parallel import auth
+
+    service = protos.get_service()
+    latencies = []
+    lock = threading.Lock()
+
+    def work(worker_id):
+        if stock:
+            channel = grpc.insecure_channel(address)
+        else:
+            channel = auth.authenticated_channel(address, token, worker_id)
+        stub = protos.get_service_grpc().OracleStub(channel)
+        mine = []
+        while True:
+            t0 = time.perf_counter()
+            response = stub.CreateTrial(service.CreateTrialRequest(tuner_id=worker_id),
+                                        timeout=600, wait_for_ready=True)
+            status = trial_module.TrialStatus.from_proto(response.trial.status)
+            if status == trial_module.TrialStatus.STOPPED:
+                break
+            if status != trial_module.TrialStatus.RUNNING:
+                continue  # IDLE: ask again
+            mine.append(time.perf_counter() - t0)
+            trial_id = response.trial.trial_id
+            stub.UpdateTrial(service.UpdateTrialRequest(trial_id=trial_id, metrics={"loss": 0.5},
+                                                        step=0), timeout=600)
+            trial = trial_module.Trial.from_proto(response.trial)
+            trial.status = trial_module.TrialStatus.COMPLETED
+            stub.EndTrial(service.EndTrialRequest(trial=trial.to_proto()), timeout=600)
+        channel.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in worker_ids]
+    ready.put(len(worker_ids))
+    go.wait()
+    cpu = time.process_time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    queue.put((latencies, time.time(), time.process_time() - cpu))
+
+
+def _oracle(directory, trials):
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    hp.Int("units", 1, 10**6)
+    hp.Float("lr", 1e-5, 1.0, sampling="log")
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="loss", max_trials=trials,
+                                                    hyperparameters=hp, seed=1)
+    oracle._set_project_dir(directory, "search")
+    oracle.verbose = 0
+    return oracle
+
+
+def _serve_ours(directory, trials, workers):
+    from kt_core import results
+    from kt_core.parallel import auth
+    from kt_core.parallel.coordinator import Coordinator
+
+    oracle = _oracle(directory, trials)
+    recorder = results.TrialRecorder(os.path.join(directory, "tuner_results.json"))
+    coordinator = Coordinator(oracle, recorder, auth.new_token())
+    port = coordinator.start(threads=max(32, 4 * workers + 8))
+    return f"127.0.0.1:{port}", coordinator.token, coordinator.stop, lambda: len(oracle.end_order)
+
+
+def _serve_stock(directory, trials, workers):
+    """keras-tuner's chief, as distribute/oracle_chief.start_server builds it."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    oracle = _oracle(directory, trials)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return f"127.0.0.1:{port}", "", lambda: server.stop(0), lambda: len(oracle.end_order)
+
+
+def _handout_run(stock, workers, trials, processes):
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="kt-bench-handout-") as tmp:
+        address, token, stop, ended = (_serve_stock if stock else _serve_ours)(tmp, trials, workers)
+        queue, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+        ids = [f"sim-{i}" for i in range(workers)]
+        procs = [ctx.Process(target=_client_process,
+                             args=(address, token, stock, ids[p::processes], ready, go, queue))
+                 for p in range(processes)]
+        for p in procs:
+            p.start()
+        for _ in procs:  # every client process has imported what it needs
+            ready.get(timeout=600)
+        start, server_cpu = time.time(), _cpu()
+        go.set()
+        latencies, ends, client_cpu = [], [], 0.0
+        for _ in procs:
+            mine, end, cpu = queue.get(timeout=900)
+            latencies.extend(mine)
+            ends.append(end)
+            client_cpu += cpu
+        server_cpu = _cpu() - server_cpu
+        for p in procs:
+            p.join()
+        wall = max(ends) - start
+        done = ended()
+        stop()
+    latencies.sort()
+    return {"median_s": statistics.median(latencies),
+            "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+            "handouts": len(latencies), "trials_ended": done, "wall_s": wall,
+            "trials_per_s": done / wall, "server_cpu_s": server_cpu,
+            "simulated_workers_cpu_s": client_cpu}
+
+
+def _cpu():
+    t = os.times()
+    return t.user + t.system
+
+
+def coordinator_handout(quick: bool = False):
+    common.quiet_tensorflow()
+    import kt_core.parallel.coordinator  # noqa: F401  (imports outside the CPU readings)
+
+    workers, processes = 64, 4
+    trials = 256 if quick else 640
+    load_before = os.getloadavg()
+    ours = _handout_run(False, workers, trials, processes)
+    stock = _handout_run(True, workers, trials, processes)
+    # For scale: one worker alone, nobody to queue behind.
+    alone = {"ours": _handout_run(False, 1, 50, 1)["median_s"],
+             "stock_keras_tuner": _handout_run(True, 1, 50, 1)["median_s"]}
+    load_after = os.getloadavg()
+    return common.result(
+        "coordinator_handout", ours["median_s"], stock["median_s"],
+        ratio=stock["median_s"] / ours["median_s"],
+        ratio_meaning="stock keras-tuner chief median hand-out time / ours (higher is better)",
+        goal=f"median <= {HANDOUT_GOAL_S * 1000:.0f} ms", goal_met=ours["median_s"] <= HANDOUT_GOAL_S,
+        ours={k: _r(v, 4) for k, v in ours.items()},
+        stock_keras_tuner={k: _r(v, 4) for k, v in stock.items()},
+        one_worker_alone_median_s={k: _r(v, 4) for k, v in alone.items()},
+        simulated_workers=workers, client_processes=processes, trials=trials,
+        trial="instant: CreateTrial, UpdateTrial(loss), EndTrial(COMPLETED) back to back",
+        cpus=len(os.sched_getaffinity(0)),
+        load_average_before=[round(x, 2) for x in load_before],
+        load_average_after=[round(x, 2) for x in load_after])
+
+
+CASES = {"parallel_speedup": parallel_speedup, "coordinator_handout": coordinator_handout}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_parallel")
+    parser.add_argument("--case", choices=sorted(CASES), action="append")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    results = [CASES[name](quick=args.quick) for name in (args.case or list(CASES))]
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
