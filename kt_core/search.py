@@ -15,6 +15,7 @@ import os
 import time
 from typing import Any, Dict, List, Optional
 
+from kt_core import fast_trials
 from kt_core import results as results_lib
 from kt_core.config import ConfigError, TuningConfig
 from kt_core.data import ExamplesData
@@ -128,15 +129,31 @@ def _tuner_classes():
                 [o.name for o in getattr(objective, "objectives", [objective])],
                 started_at=self.recorder.started_at(trial.trial_id),
                 trial_timeout=self.config.trial_timeout) + list(kwargs.get("callbacks") or [])
-            history = self.hypermodel.fit(
-                hp, model, train, *args, validation_data=val,
-                steps_per_epoch=self.config.train_steps,
-                validation_steps=self.config.eval_steps, **kwargs)
+            # No per-batch sync for unused batch hooks; the best epoch's weights
+            # written once, not at every improving epoch (see kt_core.fast_trials).
+            kwargs["callbacks"], checkpoint = fast_trials.lighter_callbacks(
+                self, kwargs.get("callbacks"))
+            try:
+                history = self.hypermodel.fit(
+                    hp, model, train, *args, validation_data=val,
+                    steps_per_epoch=self.config.train_steps,
+                    validation_steps=self.config.eval_steps, **kwargs)
+            finally:
+                if checkpoint is not None:
+                    checkpoint.flush()
             # Hyperband warm starts and load_model rebuild unbuilt models from this.
             keras_tuner_utils.save_json(self._get_build_config_fname(trial.trial_id),
                                         model.get_build_config())
             tuner_utils.validate_trial_results(history, self.oracle.objective, "HyperModel.fit()")
             return history
+
+        def search(self, *args, **kwargs):
+            # Each build's garbage collections skip what was alive before the search.
+            with fast_trials.frozen_gc():
+                return super().search(*args, **kwargs)
+
+        def _try_build(self, hp):
+            return fast_trials.try_build(self, hp)  # one garbage collection, not two
 
         def datasets_for(self, model):
             c = self.config
@@ -241,6 +258,7 @@ def preflight(tuner) -> None:
                           "or set optimizer and loss in the tuning config")
     tuner.data.check_labels_fit(model)
     _, val = tuner.datasets_for(model)
+    model.run_eagerly = True  # one batch: tracing a test function costs more than running it
     try:
         logs = model.evaluate(val.take(1), return_dict=True, verbose=0)
     except Exception as e:
@@ -286,6 +304,7 @@ def search_arguments(config: TuningConfig) -> Dict[str, Any]:
     return {"epochs": config.epochs, "callbacks": callbacks, "verbose": config.verbose}
 
 
+@fast_trials.with_frozen_gc  # garbage collections skip the objects alive on entry
 def run_search(config: TuningConfig, examples_dir: str, label_key: str, output_dir: str,
                module_file: Optional[str] = None, schema_path: Optional[str] = None,
                data: Optional[ExamplesData] = None, save_best_model: bool = True,
