@@ -227,59 +227,69 @@ def write_weights(ops: List[Tuple], filepath: str) -> None:
         f.write(buffer.getvalue())
 
 
-def _callback_base():
+@functools.lru_cache(maxsize=None)
+def _callback_classes():
+    """(DeferredBestEpoch, EpochTunerCallback), defined on first use: importing this
+    module must not import Keras (kt_core.search is imported by light commands)."""
     import keras
 
-    return keras.callbacks.Callback
+    class DeferredBestEpoch(keras.callbacks.Callback):
+        """keras-tuner's `SaveBestEpoch` (same objective, same best value across the
+        executions of a trial, same choice of epoch) writing once per execution."""
+
+        def __init__(self, original):
+            super().__init__()
+            self.original = original  # keeps `best_value` across executions
+            self.snapshot: Optional[List[Tuple]] = None
+            self._plan: Optional[List[Tuple]] = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            objective = self.original.objective
+            if not objective.has_value(logs):  # keras-tuner then saves every epoch
+                self._take()
+                return
+            value = objective.get_value(logs)
+            if objective.better_than(value, self.original.best_value):
+                self.original.best_value = value
+                self._take()
+
+        def _take(self):
+            plan = self._plan or weights_plan(self.model)
+            # Reusable only when every value is a variable (read again each time).
+            if all(op[0] == "make" or _is_variable(op[2]) for op in plan):
+                self._plan = plan
+            self.snapshot = take_snapshot(plan)
+
+        def flush(self) -> None:
+            """Writes the best epoch's weights (if this execution improved on the best)."""
+            if self.snapshot is not None:
+                write_weights(self.snapshot, self.original.filepath)
+                self.snapshot = None
+
+    class EpochTunerCallback(keras.callbacks.Callback):
+        """keras-tuner's `TunerCallback` without the batch hooks (see the module doc)."""
+
+        def __init__(self, tuner, trial):
+            super().__init__()
+            self.tuner = tuner
+            self.trial = trial
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.tuner.on_epoch_begin(self.trial, self.model, epoch, logs=logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.tuner.on_epoch_end(self.trial, self.model, epoch, logs=logs)
+
+    return DeferredBestEpoch, EpochTunerCallback
 
 
-class DeferredBestEpoch(_callback_base()):
-    """keras-tuner's `SaveBestEpoch` (same objective, same best value across the
-    executions of a trial, same choice of epoch) writing once per execution."""
-
-    def __init__(self, original):
-        super().__init__()
-        self.original = original  # keeps `best_value` across executions
-        self.snapshot: Optional[List[Tuple]] = None
-        self._plan: Optional[List[Tuple]] = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        objective = self.original.objective
-        if not objective.has_value(logs):  # keras-tuner then saves every epoch
-            self._take()
-            return
-        value = objective.get_value(logs)
-        if objective.better_than(value, self.original.best_value):
-            self.original.best_value = value
-            self._take()
-
-    def _take(self):
-        plan = self._plan or weights_plan(self.model)
-        # Reusable only when every value is a variable (read again each time).
-        if all(op[0] == "make" or _is_variable(op[2]) for op in plan):
-            self._plan = plan
-        self.snapshot = take_snapshot(plan)
-
-    def flush(self) -> None:
-        """Writes the best epoch's weights (if this execution improved on the best)."""
-        if self.snapshot is not None:
-            write_weights(self.snapshot, self.original.filepath)
-            self.snapshot = None
+def deferred_best_epoch(original):
+    """A DeferredBestEpoch standing in for keras-tuner's SaveBestEpoch `original`."""
+    return _callback_classes()[0](original)
 
 
-class EpochTunerCallback(_callback_base()):
-    """keras-tuner's `TunerCallback` without the batch hooks (see the module doc)."""
-
-    def __init__(self, tuner, trial):
-        super().__init__()
-        self.tuner = tuner
-        self.trial = trial
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.tuner.on_epoch_begin(self.trial, self.model, epoch, logs=logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.tuner.on_epoch_end(self.trial, self.model, epoch, logs=logs)
+def epoch_tuner_callback(tuner, trial):
+    return _callback_classes()[1](tuner, trial)
 
 
 def lighter_callbacks(tuner, callbacks):
@@ -296,8 +306,8 @@ def lighter_callbacks(tuner, callbacks):
     callbacks, deferred = list(callbacks or []), None
     for i, callback in enumerate(callbacks):
         if type(callback) is tuner_utils.TunerCallback and not batch_hooks:
-            callbacks[i] = EpochTunerCallback(callback.tuner, callback.trial)
+            callbacks[i] = epoch_tuner_callback(callback.tuner, callback.trial)
         elif (type(callback) is tuner_utils.SaveBestEpoch and deferred is None
               and getattr(tuner, "distribution_strategy", None) is None):
-            callbacks[i] = deferred = DeferredBestEpoch(callback)
+            callbacks[i] = deferred = deferred_best_epoch(callback)
     return callbacks, deferred
