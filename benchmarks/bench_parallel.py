@@ -36,24 +36,35 @@ HANDOUT_GOAL_S = 0.050
 def _search_config(trials, epochs, workers):
     from kt_core.config import TuningConfig
 
-    return TuningConfig.from_dict({"tuner": "random", "objective": "val_accuracy",
-                                   "max_trials": trials, "epochs": epochs, "batch_size": 16,
-                                   "seed": 7, "overwrite": True, "num_parallel_trials": workers})
+    # The whole space declared up front (tune_new_entries: false): the oracle then draws
+    # the same values whatever order trials end in, so every run tries the same trials.
+    units = {"type": "int", "min_value": 8, "max_value": 64, "step": 8}
+    return TuningConfig.from_dict({
+        "tuner": "random", "objective": "val_accuracy", "max_trials": trials, "epochs": epochs,
+        "batch_size": 16, "seed": 7, "overwrite": True, "num_parallel_trials": workers,
+        "tune_new_entries": False,
+        "hyperparameters": {"num_layers": {"type": "int", "min_value": 1, "max_value": 3},
+                            "units_0": units, "units_1": units, "units_2": units,
+                            "learning_rate": {"type": "float", "min_value": 1e-3,
+                                              "max_value": 1e-1, "sampling": "log"}}})
 
 
-class _Handouts:
-    """Collects the coordinator's "trial N -> worker W" log lines with their times."""
+class _Marks:
+    """Times of the coordinator's first hand-out and of its "search finished" line."""
 
     def __init__(self):
         import logging
 
-        self.times = []
+        self.first_handout = self.finished = None
         self.handler = logging.Handler()
         self.handler.emit = self._emit
 
     def _emit(self, record):
-        if re.match(r"trial \S+ -> worker", record.getMessage()):
-            self.times.append(time.perf_counter())
+        message = record.getMessage()
+        if self.first_handout is None and re.match(r"trial \S+ -> worker", message):
+            self.first_handout = time.perf_counter()
+        elif message.startswith("search finished"):
+            self.finished = time.perf_counter()
 
     def __enter__(self):
         import logging
@@ -71,19 +82,15 @@ class _Handouts:
 def _run(config, examples, out, launcher=None):
     from kt_core.search import run_search
 
-    with common.stdout_to_stderr(), _Handouts() as handouts, common.Clock() as clock:
+    with common.stdout_to_stderr(), _Marks() as marks, common.Clock() as clock:
         result = run_search(config, examples_dir=examples, label_key=common.LABEL, output_dir=out,
                             module_file=common.PENGUIN_MODULE, save_best_model=False,
                             launcher=launcher)
-    end = handouts.times[0] + 0 if handouts.times else None
-    last_end = max(r["duration_s"] for r in result.trials)  # noqa: F841 (kept for clarity)
-    steady = None
-    if handouts.times:
-        steady = clock.s - (handouts.times[0] - clock._t0)
-    values = [r["hyperparameters"] for r in result.trials]
-    return {"s": clock.s, "steady_s": steady, "values": values,
-            "completed": sum(r["status"] == "COMPLETED" for r in result.trials),
-            "epochs": sum(len(r["metrics"][0]) for r in result.trials if r["metrics"])}
+    steady = (marks.finished - marks.first_handout
+              if marks.first_handout and marks.finished else None)
+    return {"s": clock.s, "steady_s": steady,
+            "values": [r["hyperparameters"] for r in result.trials],
+            "completed": sum(r["status"] == "COMPLETED" for r in result.trials)}
 
 
 def parallel_speedup(quick: bool = False):

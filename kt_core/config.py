@@ -357,6 +357,7 @@ def _check_early_stopping(spec):
     if spec.get("mode", "auto") not in ("auto", "min", "max"):
         raise ConfigError("early_stopping.mode: must be 'auto', 'min' or 'max'")
 
+
 _MEDIAN_STOPPING_KEYS = {"min_completed_trials", "min_epochs"}
 _WORKER_POD_KEYS = {"image", "gpus", "gpu_resource", "cpu", "memory", "node_selector",
                     "tolerations", "service_account"}

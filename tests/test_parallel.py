@@ -185,12 +185,12 @@ def test_lost_worker_lease_requeues_its_trial_and_its_late_report_is_refused(tmp
 
 # -- whole searches: the CLI with worker processes ------------------------------------
 
-def _tune(out, config, tmp_path, name="config.json"):
-    path = tmp_path / name
+def _tune(out, config, tmp_path, module_file=MLP):
+    path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "tune", "--examples",
-         os.path.join(REPO, "data", "penguins", "examples"), "--module-file", MLP,
+         os.path.join(REPO, "data", "penguins", "examples"), "--module-file", module_file,
          "--label-key", "species", "--output-dir", str(out), "--config", str(path)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -299,36 +299,40 @@ def test_interrupted_search_resumes_without_rerunning_completed_trials(tmp_path)
     import psutil
 
     out = tmp_path / "out"
-    config = {"tuner": "random", "max_trials": 3, "epochs": 2, "seed": 5,
+    # flaky.py fails its "13 units" trial: a failed trial is recorded, and is not re-run either.
+    config = {"tuner": "grid", "max_trials": 4, "epochs": 2, "seed": 5,
               "objective": "val_accuracy", "num_parallel_trials": 2}
-    first = _tune(out, config, tmp_path)
+    first = _tune(out, config, tmp_path, module_file=module("flaky"))
 
     def some_done():
         records = _read_json(out / "tuner_results.json") or []
         done = [r for r in records if r["status"] == "COMPLETED"]
-        return records if 1 <= len(done) < 3 else None
+        return records if done and len(records) < 4 else None
 
     _wait_for(some_done, first, "a first completed trial")
     workers = list(_workers_of(first.pid).values())
     first.send_signal(signal.SIGKILL)  # no chance to clean up
     first.communicate()
     before = {r["trial_id"]: r for r in _read_json(out / "tuner_results.json")}
-    done_before = {t for t, r in before.items() if r["status"] == "COMPLETED"}
-    assert 1 <= len(done_before) < 3
+    ended_before = {t for t, r in before.items() if r["status"] in ("COMPLETED", "FAILED")}
+    assert 1 <= len(ended_before) < 4
     # Orphaned workers notice their coordinator is gone and exit.
     gone, alive = psutil.wait_procs(workers, timeout=60)
     assert not alive
 
-    second = _tune(out, config, tmp_path)
+    second = _tune(out, config, tmp_path, module_file=module("flaky"))
     output = _finish(second)
     assert second.returncode == 0, output
     rerun = {t for t, _ in re.findall(r"trial (\d+) -> worker (\S+)", output)}
-    assert rerun and not rerun & done_before  # completed trials were not re-run...
+    assert rerun and not rerun & ended_before  # ended trials were not re-run...
     after = {r["trial_id"]: r for r in _read_json(out / "tuner_results.json")}
-    assert sorted(after) == ["0", "1", "2"]
-    for trial_id in done_before:  # ...and their records are untouched
+    assert sorted(after) == ["0", "1", "2", "3"]
+    for trial_id in ended_before:  # ...and their records are untouched
         assert after[trial_id] == before[trial_id]
-    assert all(r["status"] == "COMPLETED" for r in after.values())
+    by_units = {r["hyperparameters"]["units"]: r for r in after.values()}
+    assert sorted(by_units) == [4, 8, 13, 16]
+    assert by_units[13]["status"] == "FAILED" and "13 units are unlucky" in by_units[13]["error"]
+    assert all(by_units[u]["status"] == "COMPLETED" for u in (4, 8, 16))
 
 
 # -- in process: hyperband with GPU placement, median stopping ------------------------
@@ -359,6 +363,22 @@ def test_hyperband_on_two_workers_pinned_to_their_gpus(tmp_path, penguin_example
         seen[name] = re.search(r"CUDA_VISIBLE_DEVICES='(\d*)'", text).group(1)
         assert "search over, exiting" in text
     assert seen == {"local-0": "0", "local-1": "1"}
+
+
+def test_workers_that_cannot_start_end_the_search_with_an_error(tmp_path, penguin_examples):
+    from kt_core.parallel.coordinator import WorkersFailed
+    from kt_core.parallel.launchers import LocalLauncher
+    from kt_core.search import run_search
+
+    broken = tmp_path / "python"  # an "interpreter" whose workers die at once
+    broken.write_text("#!/bin/sh\necho 'worker cannot start' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    launcher = LocalLauncher(2, python=str(broken), max_restarts=2)
+    config = TuningConfig.from_dict({"max_trials": 2, "epochs": 1, "num_parallel_trials": 2})
+    with pytest.raises(WorkersFailed, match="all 2 local workers have exited and 2 restart"):
+        run_search(config, penguin_examples, "species", str(tmp_path / "out"), module_file=MLP,
+                   launcher=launcher, save_best_model=False)
+    assert len(launcher.procs) == 4 and all(p.returncode == 1 for p in launcher.procs.values())
 
 
 def test_median_stopping_runs_fewer_epochs_and_finds_the_same_best(tmp_path, penguin_examples):

@@ -86,13 +86,13 @@ class LocalLauncher:
         env[auth.TOKEN_ENV] = self._token
         env[auth.WORKER_ID_ENV] = worker_id
         env.setdefault("PYTHONUNBUFFERED", "1")
-        out = None
+        out = 2  # keras-tuner prints on stdout: keep the coordinator's stdout for its caller
         if self.log_dir:
             os.makedirs(self.log_dir, exist_ok=True)
             out = open(os.path.join(self.log_dir, f"{worker_id}.log"), "ab")
         self.procs[worker_id] = subprocess.Popen(self.command, env=env, stdout=out,
-                                                 stderr=subprocess.STDOUT if out else None)
-        if out:
+                                                 stderr=subprocess.STDOUT if self.log_dir else None)
+        if self.log_dir:
             out.close()
         self._slots[slot] = worker_id
 
