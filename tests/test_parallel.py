@@ -245,14 +245,11 @@ def test_sigkilled_worker_trial_runs_again_and_search_exits_0(tmp_path):
     out = tmp_path / "out"
     proc = _tune(out, {"tuner": "random", "max_trials": 3, "epochs": 4, "seed": 3,
                        "objective": "val_loss", "num_parallel_trials": 2}, tmp_path)
-    oracle_file = out / "search" / "oracle.json"
 
-    def local0_mid_trial():  # local-0 holds a trial and has finished an epoch of it
-        state = _read_json(oracle_file)
-        trial_id = (state or {}).get("ongoing_trials", {}).get("local-0")
-        if trial_id and (out / "search" / f"trial_{trial_id}" / "checkpoint.weights.h5").exists():
-            return trial_id
-        return None
+    def local0_mid_trial():  # local-0 holds a trial and has reported an epoch of it
+        status = (_read_json(out / "parallel_status.json") or {}).get("workers", {})
+        running = status.get("local-0") or {}
+        return running.get("trial_id") if running.get("epochs_done", 0) >= 1 else None
 
     victim_trial = _wait_for(local0_mid_trial, proc, "local-0 to be mid-trial")
     workers = _workers_of(proc.pid)

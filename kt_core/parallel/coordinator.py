@@ -42,13 +42,15 @@ from kt_core.search import SearchError
 log = logging.getLogger("kt_core")
 
 WORKER_SPEC_FILE = "parallel_worker_spec.json"
+STATUS_FILE = "parallel_status.json"  # which worker runs which trial, how far along
 
 
 class Coordinator:
     def __init__(self, oracle, recorder: results_lib.TrialRecorder, token: str, *,
                  median_rule: Optional[MedianStoppingRule] = None, lease_timeout_s: float = 60.0,
                  long_poll_s: float = 5.0, max_lost_per_trial: int = 3,
-                 progress: Optional[Callable[[dict], None]] = None):
+                 progress: Optional[Callable[[dict], None]] = None,
+                 status_path: Optional[str] = None):
         from keras_tuner.src.engine import trial as trial_module
 
         self._trial_module = trial_module
@@ -70,7 +72,9 @@ class Coordinator:
         self._stop_announced = set()
         self.handouts = []  # (trial_id, worker_id), in order
         self._server = None
-        self.state = StateWriter(oracle, recorder, self._cond)
+        self._epochs_reported: Dict[str, int] = {}
+        self.state = StateWriter(oracle, recorder, self._cond, status_path=status_path,
+                                 status=self.status)
 
     # -- serving ----------------------------------------------------------------
 
@@ -112,6 +116,16 @@ class Coordinator:
     @property
     def finished(self) -> bool:
         return self._finished.is_set()
+
+    def status(self) -> dict:
+        """Who runs what, how far along (parallel_status.json); caller holds the lock."""
+        now = time.monotonic()
+        return {"workers": {
+            worker_id: {"trial_id": trial.trial_id,
+                        "epochs_done": self._epochs_reported.get(trial.trial_id, 0),
+                        "last_seen_s_ago": round(now - self._last_seen.get(worker_id, now), 1)}
+            for worker_id, trial in self.oracle.ongoing_trials.items()},
+            "trials_handed_out": len(self.handouts), "finished": self._finished.is_set()}
 
     def connected_workers(self):
         with self._cond:
@@ -167,6 +181,8 @@ class Coordinator:
     def _begin(self, worker_id: str, trial) -> None:
         self.recorder.trial_begin(trial.trial_id)
         self._executions[trial.trial_id] = 0
+        self._epochs_reported[trial.trial_id] = 0
+        self.state.status_changed()
         self._messages.pop(trial.trial_id, None)
         if self.median_rule is not None:
             self.median_rule.discard(trial.trial_id)
@@ -202,6 +218,7 @@ class Coordinator:
                 log.warning("progress report failed: %s", e)
         if self._error is not None:
             self._finish()
+        self.state.status_changed()
         self._cond.notify_all()
 
     def worker_lost(self, worker_id: str, why: str) -> None:
@@ -227,6 +244,7 @@ class Coordinator:
                         worker_id, why, trial_id)
             self.oracle._retry_queue.append(trial_id)  # as keras-tuner's own reload() does
             self.oracle.save()
+            self.state.status_changed()
             self._cond.notify_all()
 
     def expire_leases(self) -> None:
@@ -239,6 +257,7 @@ class Coordinator:
 
     def _finish(self) -> None:
         self._finished.set()
+        self.state.status_changed()
         self._cond.notify_all()
 
     # -- the coordinator's own calls --------------------------------------------
@@ -259,6 +278,8 @@ class Coordinator:
                 self.recorder.execution_begin(trial_id)
                 self._executions[trial_id] = self._executions.get(trial_id, 0) + 1
             self.recorder.epoch_end(trial_id, epoch, logs)
+            self._epochs_reported[trial_id] = self._epochs_reported.get(trial_id, 0) + 1
+            self.state.status_changed()
             stop = False
             if self.median_rule is not None:
                 stop = self.median_rule.report(trial_id, epoch, objective_value(self.oracle.objective, logs))
@@ -361,8 +382,11 @@ class StateWriter:
     `results_every_s`. A killed coordinator loses at most the changes of one write."""
 
     def __init__(self, oracle, recorder: results_lib.TrialRecorder, lock: threading.Condition,
-                 results_every_s: float = 1.0):
+                 results_every_s: float = 1.0, status_path: Optional[str] = None,
+                 status: Optional[Callable[[], dict]] = None):
         self.oracle, self.recorder, self._lock = oracle, recorder, lock
+        self.status_path, self._status = status_path, status
+        self._dirty_status = False
         self.results_every_s = results_every_s
         self._results_written = 0.0
         self._dirty_trials: Dict[str, object] = {}
@@ -387,6 +411,11 @@ class StateWriter:
     def _results_changed(self):
         self._dirty_results = True
         self._wake.set()
+
+    def status_changed(self):
+        if self.status_path:
+            self._dirty_status = True
+            self._wake.set()
 
     def start(self) -> "StateWriter":
         self._thread = threading.Thread(target=self._run, name="kt-state-writer", daemon=True)
@@ -416,13 +445,16 @@ class StateWriter:
                 records = list(self.recorder.records.values())
                 self._dirty_results = False
                 self._results_written = time.monotonic()
-            self._dirty_trials, self._dirty_oracle = {}, False
+            status = json.dumps(self._status(), indent=1) if self._dirty_status else None
+            self._dirty_trials, self._dirty_oracle, self._dirty_status = {}, False, False
         for trial_id, text in trials.items():
             _atomic_write(os.path.join(self.oracle._get_trial_dir(trial_id), "trial.json"), text)
         if oracle_state is not None:
             _atomic_write(self.oracle._get_oracle_fname(), oracle_state)
         if records is not None:  # the format TrialRecorder.write uses
             _atomic_write(self.recorder.results_path, json.dumps(records, indent=1, default=str))
+        if status is not None:
+            _atomic_write(self.status_path, status)
 
     def stop(self) -> None:
         """Writes what is left; after this, writes happen in the caller again."""
@@ -517,7 +549,8 @@ def search_in_parallel(tuner, config, output_dir: str, *, examples_dir: str, lab
     write_worker_spec(output_dir, config, examples_dir, label_key, module_file, schema_path)
 
     coordinator = Coordinator(oracle, tuner.recorder, auth.new_token(),
-                              lease_timeout_s=lease_timeout_s, progress=tuner._progress)
+                              lease_timeout_s=lease_timeout_s, progress=tuner._progress,
+                              status_path=os.path.join(output_dir, STATUS_FILE))
     reconcile_records(oracle, tuner.recorder)
     coordinator.median_rule = median_rule_for(config, oracle, tuner.recorder)
     tuner.save()  # oracle.json + the tuner file: what a re-run reloads
