@@ -46,6 +46,11 @@ STATUS_FILE = "parallel_status.json"  # which worker runs which trial, how far a
 
 
 class Coordinator:
+    """Hands out the oracle's trials to workers and records how they end.
+
+    Every oracle call happens under one lock (keras-tuner's oracles are not
+    thread-safe); CreateTrial waits (long poll) while the oracle has nothing yet."""
+
     def __init__(self, oracle, recorder: results_lib.TrialRecorder, token: str, *,
                  median_rule: Optional[MedianStoppingRule] = None, lease_timeout_s: float = 60.0,
                  long_poll_s: float = 5.0, max_lost_per_trial: int = 3,
