@@ -2,8 +2,9 @@
 
 parallel_speedup: the same search (same seed, so the same trials) run by the parallel
   path with 1 worker and with 2 workers, end to end (run_search: data, preflight,
-  worker start-up, trials, best model). Also reported: the single-process path on the
-  same trials, and the steady-state speedup (first hand-out to last trial end).
+  worker start-up, trials); runs alternate and the faster of each pair counts. Also
+  reported: the single-process path on the same trials, and the steady-state speedup
+  (first hand-out to "search finished").
 coordinator_handout: one real coordinator (keras-tuner RandomSearch oracle, token,
   leases, durable state on disk) and 64 simulated workers over real gRPC (4 client
   processes x 16 threads), each running instant trials as fast as it can; time from
@@ -102,10 +103,21 @@ def parallel_speedup(quick: bool = False):
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="kt-bench-parallel-") as tmp:
         examples = common.write_blob_examples(os.path.join(tmp, "examples"), *rows)
-        one = _run(_search_config(trials, epochs, 1), examples, os.path.join(tmp, "one"),
-                   launcher=LocalLauncher(1))
-        two = _run(_search_config(trials, epochs, 2), examples, os.path.join(tmp, "two"))
+
+        def run(workers, name):
+            launcher = LocalLauncher(1) if workers == 1 else None  # 1 worker: parallel path too
+            return _run(_search_config(trials, epochs, workers), examples,
+                        os.path.join(tmp, name), launcher=launcher)
+
+        # Alternating runs, the faster of each pair counting: a burst of load from other
+        # processes on the shared machine then hurts neither side alone.
+        order = ["two", "one"] if quick else ["two", "one", "one", "two"]
+        runs = {"one": [], "two": []}
+        for i, name in enumerate(order):
+            runs[name].append(run(1 if name == "one" else 2, f"{name}{i}"))
         single = _run(_search_config(trials, epochs, 1), examples, os.path.join(tmp, "single"))
+    one = min(runs["one"], key=lambda r: r["s"])
+    two = min(runs["two"], key=lambda r: r["s"])
     load_after = os.getloadavg()
     same = _same(one["values"], two["values"]) and _same(one["values"], single["values"])
     ratio = one["s"] / two["s"]
@@ -119,6 +131,7 @@ def parallel_speedup(quick: bool = False):
         steady_state_s={"one_worker": _r(one["steady_s"]), "two_workers": _r(two["steady_s"])},
         steady_state_speedup=(_r(one["steady_s"] / two["steady_s"], 4)
                               if one["steady_s"] and two["steady_s"] else None),
+        runs_s={name: [round(r["s"], 3) for r in rs] for name, rs in runs.items()},
         same_trials=same, trials=trials, epochs=epochs, batch_size=16,
         completed={"one_worker": one["completed"], "two_workers": two["completed"],
                    "single_process": single["completed"]},

@@ -87,7 +87,8 @@ def keep_gpus_for_workers() -> None:
 
 
 def pin_this_worker(cpus_env: str) -> None:
-    """In a worker, before TensorFlow starts: stay on the cores the launcher gave us."""
+    """In a worker, before TensorFlow runs its first op: stay on the cores the launcher
+    gave us (threads started later inherit this; TensorFlow's pools size themselves by it)."""
     if cpus_env:
         os.sched_setaffinity(0, {int(c) for c in cpus_env.split(",")})
 

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from typing import List, Optional
 
 EXIT_COORDINATOR_GONE = 3
@@ -47,6 +48,7 @@ def worker_command(python: str, address: str, output_dir: str) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    started = time.monotonic()
     args = build_parser().parse_args(argv)
     from kt_core.parallel import auth, devices
 
@@ -56,7 +58,6 @@ def main(argv: Optional[List[str]] = None) -> int:
               file=sys.stderr)
         return 2
     worker_id = os.environ.get(auth.WORKER_ID_ENV) or f"{socket.gethostname()}-{os.getpid()}"
-    devices.pin_this_worker(os.environ.get(devices.CPUS_ENV, ""))  # before TensorFlow starts
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"[{worker_id}] %(message)s")
@@ -73,7 +74,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                parent_pid=os.getppid()).start()
     log = logging.getLogger("kt_core")
     try:
-        run_trials(client, args.output_dir)
+        run_trials(client, args.output_dir, started)
     except LeaseLost as e:
         log.warning("worker %s: %s", worker_id, e)
         return EXIT_LEASE_LOST
@@ -83,16 +84,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def run_trials(client, output_dir: str) -> None:
+def run_trials(client, output_dir: str, started: float) -> None:
     """Loads the search from the worker spec and runs trials until the coordinator says stop."""
+    import tensorflow as tf
+
     from kt_core.parallel import devices
 
+    # Imports done on any free core; from here on (TensorFlow sizes its thread pools when
+    # it first runs an op, from this affinity) only on the cores given to this worker.
+    devices.pin_this_worker(os.environ.get(devices.CPUS_ENV, ""))
     gpus = devices.enable_memory_growth()
     log = logging.getLogger("kt_core")
-    log.info("worker %s: CUDA_VISIBLE_DEVICES=%r, GPUs %s, CPU cores %s", client.worker_id,
-             os.environ.get("CUDA_VISIBLE_DEVICES"), gpus, sorted(os.sched_getaffinity(0)))
-
-    import tensorflow as tf
+    log.info("worker %s: CUDA_VISIBLE_DEVICES=%r, GPUs %s, CPU cores %s (%.1fs)", client.worker_id,
+             os.environ.get("CUDA_VISIBLE_DEVICES"), gpus, sorted(os.sched_getaffinity(0)),
+             time.monotonic() - started)
 
     from kt_core import search
     from kt_core.config import TuningConfig
@@ -114,8 +119,15 @@ def run_trials(client, output_dir: str) -> None:
     tuner = search.build_tuner(config, hypermodel, data, output_dir, oracle=oracle,
                                recorder=trial_log)
     tuner.trial_stopper = trial_log.should_stop
+    log.info("worker %s: ready after %.1fs", client.worker_id, time.monotonic() - started)
     tuner.search(**search.search_arguments(config))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything this worker did is with the coordinator already: skip the seconds
+    # TensorFlow and gRPC take to tear down.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
