@@ -5,7 +5,8 @@
   needs (TensorFlow, TFX's v1 API and Kubeflow V2 runner, kfp). Ratio = compile / floor.
 * `kt-pipelines --help` against `python -c pass` in the same venv (details): help
   must not import TensorFlow.
-Each command runs several times, alternating with its baseline; the fastest run counts.
+Each command runs several times, alternating with its baseline (A B B A ...), and the
+fastest run of each counts; the first run of all also warms the page cache for the rest.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ def _wall(cmd, env):
     return seconds
 
 
-def _fastest(pairs, repeats, env):
-    """{name: [seconds...]} running each (name, cmd) in turn, `repeats` rounds."""
+def _alternating(pairs, repeats, env):
+    """{name: [seconds...]}: `repeats` rounds, each round's order the reverse of the last."""
     runs = {name: [] for name, _ in pairs}
-    for _ in range(repeats):
-        for name, cmd in pairs:
+    for i in range(repeats):
+        for name, cmd in (pairs if i % 2 == 0 else pairs[::-1]):
             runs[name].append(_wall(cmd, env))
     return runs
 
@@ -47,16 +48,13 @@ def _fastest(pairs, repeats, env):
 def cli_startup(quick: bool = False):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     python = sys.executable
-    # One untimed pass so that files are in the page cache for every timed run.
-    _wall([python, "-c", COMPILE_IMPORTS], env)
     with tempfile.TemporaryDirectory(prefix="kt-bench-cli-") as tmp:
         compile_cmd = [KT, "compile", "--output", os.path.join(tmp, "pipeline.json"),
                        "--image", "registry.example/kt-pipelines:bench"]
-        help_runs = _fastest([("help", [KT, "--help"]), ("python", [python, "-c", "pass"])],
+        help_runs = _alternating([("help", [KT, "--help"]), ("python", [python, "-c", "pass"])],
                              3 if quick else 7, env)
-        compile_runs = _fastest([("compile", compile_cmd),
-                                 ("imports", [python, "-c", COMPILE_IMPORTS])],
-                                1 if quick else 3, env)
+        compile_runs = _alternating([("imports", [python, "-c", COMPILE_IMPORTS]),
+                                     ("compile", compile_cmd)], 2, env)
         compiled = os.path.getsize(os.path.join(tmp, "pipeline.json"))
     help_imports_tf = subprocess.run(
         [python, "-c", "import sys\nfrom pipelines import cli\ntry:\n cli.main(['--help'])\n"

@@ -181,6 +181,7 @@ def data_reuse(quick: bool = False):
         trials=trials, completed_trials=sum(t["status"] == "COMPLETED" for t in result.trials),
         epochs=config.epochs, batch_size=config.batch_size, train_rows=rows, eval_rows=eval_rows,
         examples_mb=round(size_mb, 1), generate_examples_s=round(gen.s, 2),
+        input_s_after_first_trial=round(ours_s, 6),
         input_calls_after_first_trial=probe.calls_after_first(),
         initial_load_s=round(probe.seconds.get(0, 0.0), 3),
         initial_load_fraction=round(probe.seconds.get(0, 0.0) / search.s, 4),

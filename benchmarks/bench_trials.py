@@ -28,15 +28,39 @@ def _config(trials, epochs, batch_size):
                                    "batch_size": batch_size, "seed": 1, "overwrite": True})
 
 
-def _ours(config, examples, data, out):
+def _ours(config, examples, data, out, probe=None):
     from kt_core.search import run_search
 
-    with common.stdout_to_stderr(), common.Clock() as c:
-        run_search(config, examples_dir=examples, label_key=common.LABEL, output_dir=out,
-                   module_file=common.PENGUIN_MODULE, data=data, save_best_model=False)
+    try:
+        with common.stdout_to_stderr(), common.Clock() as c:
+            run_search(config, examples_dir=examples, label_key=common.LABEL, output_dir=out,
+                       module_file=common.PENGUIN_MODULE, data=data, save_best_model=False)
+    finally:
+        if probe is not None:
+            probe.remove()
     with open(os.path.join(out, "tuner_results.json")) as f:
         trials = json.load(f)
     return c.s, trials
+
+
+def _breakdown_probe():
+    """Where our search's time goes (the same calls a plain loop makes, and the rest)."""
+    import keras
+    import keras_tuner
+
+    from kt_core import fast_trials
+    from kt_core import search as search_lib
+
+    probe = common.TimingProbe()
+    probe.wrap(keras.Model, "fit", "fit (incl. in-memory checkpoint snapshots)")
+    probe.wrap(keras_tuner.Tuner, "_build_hypermodel", "build")
+    probe.wrap(keras.backend, "clear_session", "clear_session (incl. gc)")
+    probe.wrap(fast_trials, "clear_session", "clear_session (incl. gc)")
+    probe.wrap(search_lib, "preflight", "preflight (once)")
+    probe.wrap(search_lib, "write_reports", "HTML report + TensorBoard logs (once)")
+    probe.wrap(fast_trials, "weights_plan", "checkpoint: walk the model (inside fit)")
+    probe.wrap(fast_trials, "write_weights", "checkpoint: write")
+    return probe
 
 
 def _plain(values_per_trial, data, build_model, config):
@@ -86,7 +110,7 @@ def trial_overhead(quick: bool = False):
         data = ExamplesData(examples, common.LABEL)
         common.warm_up(data, build_model, batch_size)
 
-        ours, plain, stock = [], [], []
+        ours, plain, stock, breakdown = [], [], [], None
         t, records = _ours(config, examples, data, os.path.join(tmp, "ours1"))
         ours.append(t)
         values = [r["hyperparameters"] for r in records]
@@ -95,8 +119,13 @@ def trial_overhead(quick: bool = False):
         stock.append(t)
         if not quick:
             plain.append(_plain(values, data, build_model, config))
-            t, _ = _ours(config, examples, data, os.path.join(tmp, "ours2"))
+            probe = _breakdown_probe()
+            t, _ = _ours(config, examples, data, os.path.join(tmp, "ours2"), probe)
             ours.append(t)
+            breakdown = {k: round(v, 3) for k, v in sorted(probe.seconds.items(),
+                                                             key=lambda kv: -kv[1])}
+            breakdown["rest (oracle, records, tuner state, ...)"] = round(
+                t - probe.outer_s, 3)
 
     completed = sum(r["status"] == "COMPLETED" for r in records)
     ours_s, plain_s, stock_s = min(ours), min(plain), min(stock)
@@ -111,6 +140,8 @@ def trial_overhead(quick: bool = False):
         runs_s={"ours": [round(x, 3) for x in ours], "plain": [round(x, 3) for x in plain],
                 "stock": [round(x, 3) for x in stock]},
         ours_per_trial_overhead_s=round((ours_s - plain_s) / trials, 4),
+        ours_breakdown_s=breakdown,
+        plain_loop_note="no clear_session between models (the most favourable baseline)",
         trials=trials, completed_trials=completed, epochs=epochs, batch_size=batch_size,
         train_rows=rows[0], eval_rows=rows[1],
         model="pipelines/penguin_module.py (1-3 Dense layers, Adam)")

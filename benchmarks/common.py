@@ -130,3 +130,48 @@ def warm_up(data, build_model, batch_size: int) -> None:
               validation_data=data.dataset("eval", layout, batch_size))
     del model
     keras.backend.clear_session()
+
+
+class TimingProbe:
+    """Wraps functions to sum their wall time (a measurement only: calls go through
+    unchanged); `remove()` puts the originals back. `seconds` is inclusive per label;
+    `outer_s` counts nested probed calls once (for "the rest" = total - outer_s)."""
+
+    def __init__(self):
+        import collections
+
+        self.seconds = collections.defaultdict(float)
+        self.calls = collections.Counter()
+        self._undo = []
+        self._depth = 0
+        self.outer_s = 0.0
+
+    def wrap(self, owner, name, label=None):
+        import functools
+
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+        label = label or name
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            outermost = self._depth == 0
+            self._depth += 1
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                elapsed = time.perf_counter() - t0
+                self.seconds[label] += elapsed
+                self.outer_s += elapsed if outermost else 0.0
+                self.calls[label] += 1
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, original))
+
+    def remove(self):
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        self._undo = []
