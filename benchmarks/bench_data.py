@@ -140,7 +140,7 @@ def data_reuse(quick: bool = False):
 
     trials, rows, eval_rows = (3, 4000, 1000) if quick else (20, 100_000, 20_000)
     config = TuningConfig.from_dict({"tuner": "random", "objective": "val_accuracy",
-                                     "max_trials": trials, "epochs": 1, "batch_size": 256,
+                                     "max_trials": trials, "epochs": 1, "batch_size": 512,
                                      "seed": 3, "overwrite": True})
     with tempfile.TemporaryDirectory(prefix="kt-bench-data-") as tmp:
         with common.Clock() as gen:

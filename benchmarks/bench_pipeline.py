@@ -92,6 +92,19 @@ def _best_values(root):
         return json.load(f)["values"]
 
 
+def _trial_values(root):
+    """Every trial's hyperparameter values, sorted (ours: `hyperparameters`; the stock
+    Tuner's records carry them at top level next to trial_id and score)."""
+    from pipelines.local import latest_output
+
+    with open(os.path.join(latest_output(os.path.join(root, "root"), "Tuner", "tuner_results"),
+                           "tuner_results.json")) as f:
+        records = json.load(f)
+    values = [r.get("hyperparameters") or {k: v for k, v in r.items()
+                                           if k not in ("trial_id", "score")} for r in records]
+    return sorted(json.dumps(v, sort_keys=True) for v in values)
+
+
 def _run(variant, quick):
     with tempfile.TemporaryDirectory(prefix=f"kt-bench-pipe-{variant}-") as tmp:
         out = os.path.join(tmp, "run.json")
@@ -122,7 +135,11 @@ def pipeline(quick: bool = False):
         goal="ratio <= 1.0 (ours not slower)", goal_met=ratio <= 1.0,
         ours_run_local_s=ours["run_s"], stock_run_local_s=stock["run_s"],
         ours_components_s=ours["components_s"], stock_components_s=stock["components_s"],
+        same_trial_hyperparameters=ours["trials"] == stock["trials"],
         same_best_hyperparameters=ours["best"] == stock["best"],
+        best_note="the two read the examples in a different order (stock: tfxio, shuffled "
+                  "per file read; ours: in memory, shuffled by index), so scores and the best "
+                  "trial may differ; the Trainer then trains a different model",
         tuning=config, data="data/penguins/csv (334 rows; CsvExampleGen splits 2:1)",
         runner="tfx BeamDagRunner, --direct_num_workers=1")
 
@@ -141,7 +158,7 @@ def main(argv):
     with open(out, "w") as f:
         json.dump({"run_s": round(c.s, 3),
                    "components_s": component_seconds(os.path.join(root, "metadata.sqlite")),
-                   "best": _best_values(root)}, f)
+                   "best": _best_values(root), "trials": _trial_values(root)}, f)
 
 
 if __name__ == "__main__":
