@@ -225,7 +225,7 @@ def _serve_ours(directory, trials, workers):
     oracle = _oracle(directory, trials)
     recorder = results.TrialRecorder(os.path.join(directory, "tuner_results.json"))
     coordinator = Coordinator(oracle, recorder, auth.new_token())
-    port = coordinator.start(threads=max(32, 4 * workers + 8))
+    port = coordinator.start()
     return f"127.0.0.1:{port}", coordinator.token, coordinator.stop, lambda: len(oracle.end_order)
 
 

@@ -23,12 +23,12 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _deny(request, context):
-    context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong coordinator token")
+async def _deny(request, context):
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong coordinator token")
 
 
-class TokenInterceptor(grpc.ServerInterceptor):
-    """Refuses every call that does not carry the search's token."""
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses every call that does not carry the search's token (for grpc.aio servers)."""
 
     def __init__(self, token: str):
         if not token:
@@ -36,12 +36,12 @@ class TokenInterceptor(grpc.ServerInterceptor):
         self._expected = f"Bearer {token}".encode()
         self._denied = grpc.unary_unary_rpc_method_handler(_deny)
 
-    def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(self, continuation, handler_call_details):
         given = dict(handler_call_details.invocation_metadata or ()).get(_AUTH_KEY, "")
         if isinstance(given, str):
             given = given.encode()
         if hmac.compare_digest(given, self._expected):
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         return self._denied
 
 

@@ -20,6 +20,7 @@ and protos, and adds what running it on a cluster needs:
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import json
@@ -29,7 +30,6 @@ import os
 import signal
 import threading
 import time
-from concurrent import futures
 from typing import Callable, Dict, Optional
 
 import grpc
@@ -48,8 +48,12 @@ STATUS_FILE = "parallel_status.json"  # which worker runs which trial, how far a
 class Coordinator:
     """Hands out the oracle's trials to workers and records how they end.
 
-    Every oracle call happens under one lock (keras-tuner's oracles are not
-    thread-safe); CreateTrial waits (long poll) while the oracle has nothing yet."""
+    Requests are served by a grpc.aio server on one event loop in its own thread:
+    no thread per request, so a long poll (CreateTrial waiting while the oracle has
+    nothing yet, e.g. a Hyperband round) costs nothing and 64 workers do not queue
+    behind a lock convoy. Every oracle call still happens under one lock
+    (keras-tuner's oracles are not thread-safe), shared with the launcher watch in
+    `wait()` and the state writer."""
 
     def __init__(self, oracle, recorder: results_lib.TrialRecorder, token: str, *,
                  median_rule: Optional[MedianStoppingRule] = None, lease_timeout_s: float = 60.0,
@@ -76,47 +80,87 @@ class Coordinator:
         self._lost = collections.Counter()
         self._stop_announced = set()
         self.handouts = []  # (trial_id, worker_id), in order
-        self._server = None
+        self._server_thread: Optional[threading.Thread] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._grace_s = 1.0
         self._epochs_reported: Dict[str, int] = {}
         self.state = StateWriter(oracle, recorder, self._cond, status_path=status_path,
                                  status=self.status)
 
     # -- serving ----------------------------------------------------------------
 
-    def start(self, bind_host: str = "127.0.0.1", port: int = 0, threads: int = 32) -> int:
+    def start(self, bind_host: str = "127.0.0.1", port: int = 0) -> int:
         """Serves on bind_host:port (0: any free port); returns the port."""
+        ready = threading.Event()
+        bound = {}
+        self._server_thread = threading.Thread(target=self._serve, args=(bind_host, port, ready, bound),
+                                               name="kt-coordinator", daemon=True)
+        self._server_thread.start()
+        ready.wait()
+        if "error" in bound:
+            raise bound["error"]
+        self.state.start()
+        return bound["port"]
+
+    def _serve(self, bind_host: str, port: int, ready: threading.Event, bound: dict) -> None:
         from keras_tuner.src import protos
 
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads,
-                                                        thread_name_prefix="kt-coordinator"),
-                             interceptors=[auth.TokenInterceptor(self.token)])
-        protos.get_service_grpc().add_OracleServicer_to_server(_oracle_servicer(self), server)
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(wire.SERVICE, {
-            wire.HEARTBEAT: self._unary(self._heartbeat),
-            wire.REPORT_EPOCH: self._unary(self._report_epoch),
-            wire.TRIAL_MESSAGE: self._unary(self._trial_message),
-        })])
-        port = server.add_insecure_port(f"{bind_host}:{port}")
-        if not port:
-            raise RuntimeError(f"coordinator: cannot listen on {bind_host}")
-        server.start()
-        self._server = server
-        self.state.start()
-        return port
+        async def serve():
+            self._stopping = asyncio.Event()
+            self._changed = asyncio.Event()
+            server = grpc.aio.server(interceptors=[auth.TokenInterceptor(self.token)])
+            protos.get_service_grpc().add_OracleServicer_to_server(_oracle_servicer(self), server)
+            server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(wire.SERVICE, {
+                wire.HEARTBEAT: self._unary(self._heartbeat),
+                wire.REPORT_EPOCH: self._unary(self._report_epoch),
+                wire.TRIAL_MESSAGE: self._unary(self._trial_message),
+            })])
+            bound["port"] = server.add_insecure_port(f"{bind_host}:{port}")
+            if not bound["port"]:
+                raise RuntimeError(f"coordinator: cannot listen on {bind_host}:{port}")
+            await server.start()
+            ready.set()
+            await self._stopping.wait()
+            await server.stop(self._grace_s)
+
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(serve())
+        except Exception as e:  # noqa: BLE001 - handed to start(), which raises it
+            bound["error"] = e
+        finally:
+            ready.set()
+            loop.close()
 
     @staticmethod
     def _unary(fn):
-        def handler(request, context):
+        async def handler(request, context):
             return fn(auth.worker_id_of(context), request)
 
         return grpc.unary_unary_rpc_method_handler(
             handler, request_deserializer=wire.decode, response_serializer=wire.encode)
 
     def stop(self, grace_s: float = 1.0) -> None:
-        if self._server is not None:
-            self._server.stop(grace_s).wait()
-            self._server = None
+        thread, self._server_thread = self._server_thread, None
+        if thread is not None:
+            self._grace_s = grace_s
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                self._loop.call_soon_threadsafe(self._stopping.set)
+            thread.join()
         self.state.stop()
+
+    def _notify(self) -> None:
+        """Wakes the long polls (from any thread): something they wait for may have changed."""
+        if self._loop is None:
+            return
+
+        def wake():
+            changed, self._changed = self._changed, asyncio.Event()
+            changed.set()
+
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            self._loop.call_soon_threadsafe(wake)
 
     @property
     def finished(self) -> bool:
@@ -158,30 +202,41 @@ class Coordinator:
         trial = self.oracle.ongoing_trials.get(worker_id)
         return trial is not None and trial.trial_id == trial_id
 
-    def create_trial(self, worker_id: str):
+    async def create_trial(self, worker_id: str):
         """A trial to run; waits (long poll) while the oracle has none *yet*."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.long_poll_s
+        while True:
+            changed = self._changed  # taken first: a change after this wakes the wait below
+            trial = self._try_create_trial(worker_id)
+            if trial is not None:
+                return trial
+            left = deadline - loop.time()
+            if left <= 0:
+                return self._trial_module.Trial(self.oracle.get_space(),
+                                                status=self._trial_module.TrialStatus.IDLE)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
+
+    def _try_create_trial(self, worker_id: str):
+        """The oracle's answer, or None when the worker should wait and ask again."""
         TrialStatus = self._trial_module.TrialStatus
-        deadline = time.monotonic() + self.long_poll_s
         with self._cond:
-            while True:
-                self._touch(worker_id)
-                if self._finished.is_set():
-                    return self._trial_module.Trial(self.oracle.get_space(), status=TrialStatus.STOPPED)
-                trial = self.oracle.create_trial(worker_id)
-                if trial.status == TrialStatus.RUNNING:
-                    self._begin(worker_id, trial)
-                    return trial
-                if (trial.status == TrialStatus.STOPPED and not self.oracle.ongoing_trials
-                        and not self.oracle._retry_queue):
-                    log.info("search finished: no trial left to run")
-                    self._finish()
-                    return trial
-                # IDLE (e.g. hyperband waits for a round), or stopped while trials still run
-                # elsewhere (their worker may be lost and the trial come back): wait.
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return self._trial_module.Trial(self.oracle.get_space(), status=TrialStatus.IDLE)
-                self._cond.wait(left)
+            self._touch(worker_id)
+            if self._finished.is_set():
+                return self._trial_module.Trial(self.oracle.get_space(), status=TrialStatus.STOPPED)
+            trial = self.oracle.create_trial(worker_id)
+            if trial.status == TrialStatus.RUNNING:
+                self._begin(worker_id, trial)
+                return trial
+            if (trial.status == TrialStatus.STOPPED and not self.oracle.ongoing_trials
+                    and not self.oracle._retry_queue):
+                log.info("search finished: no trial left to run")
+                self._finish()
+                return trial
+            # IDLE (e.g. hyperband waits for a round), or stopped while trials still run
+            # elsewhere (their worker may be lost and the trial come back): wait.
+            return None
 
     def _begin(self, worker_id: str, trial) -> None:
         self.recorder.trial_begin(trial.trial_id)
@@ -224,7 +279,7 @@ class Coordinator:
         if self._error is not None:
             self._finish()
         self.state.status_changed()
-        self._cond.notify_all()
+        self._notify()
 
     def worker_lost(self, worker_id: str, why: str) -> None:
         """The worker is gone: its trial goes back to the queue (or fails, if it keeps dying)."""
@@ -250,7 +305,7 @@ class Coordinator:
             self.oracle._retry_queue.append(trial_id)  # as keras-tuner's own reload() does
             self.oracle.save()
             self.state.status_changed()
-            self._cond.notify_all()
+            self._notify()
 
     def expire_leases(self) -> None:
         now = time.monotonic()
@@ -263,7 +318,7 @@ class Coordinator:
     def _finish(self) -> None:
         self._finished.set()
         self.state.status_changed()
-        self._cond.notify_all()
+        self._notify()
 
     # -- the coordinator's own calls --------------------------------------------
 
@@ -332,41 +387,43 @@ def _oracle_servicer(coordinator: Coordinator):
     service = protos.get_service()
 
     class Servicer(OracleServicer):
+        """keras-tuner's servicer methods, as coroutines for the grpc.aio server."""
+
         def _locked(self, method, request, context):
             with coordinator._cond:
                 coordinator._touch(auth.worker_id_of(context))
                 return method(self, request, context)
 
-        def GetSpace(self, request, context):
+        async def GetSpace(self, request, context):
             return self._locked(OracleServicer.GetSpace, request, context)
 
-        def UpdateSpace(self, request, context):
+        async def UpdateSpace(self, request, context):
             return self._locked(OracleServicer.UpdateSpace, request, context)
 
-        def GetTrial(self, request, context):
+        async def GetTrial(self, request, context):
             return self._locked(OracleServicer.GetTrial, request, context)
 
-        def GetBestTrials(self, request, context):
+        async def GetBestTrials(self, request, context):
             return self._locked(OracleServicer.GetBestTrials, request, context)
 
-        def CreateTrial(self, request, context):
-            trial = coordinator.create_trial(auth.worker_id_of(context) or request.tuner_id)
+        async def CreateTrial(self, request, context):
+            trial = await coordinator.create_trial(auth.worker_id_of(context) or request.tuner_id)
             return service.CreateTrialResponse(trial=trial.to_proto())
 
-        def UpdateTrial(self, request, context):
+        async def UpdateTrial(self, request, context):
             worker_id = auth.worker_id_of(context)
             with coordinator._cond:
-                if not coordinator.holds(worker_id, request.trial_id):
-                    context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                  str(LeaseLost(request.trial_id, worker_id)))
-                return self._locked(OracleServicer.UpdateTrial, request, context)
+                if coordinator.holds(worker_id, request.trial_id):
+                    return self._locked(OracleServicer.UpdateTrial, request, context)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                str(LeaseLost(request.trial_id, worker_id)))
 
-        def EndTrial(self, request, context):
+        async def EndTrial(self, request, context):
             worker_id = auth.worker_id_of(context)
             try:
                 coordinator.end_trial(worker_id, trial_module.Trial.from_proto(request.trial))
             except LeaseLost as e:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             return service.EndTrialResponse()
 
     return Servicer(coordinator.oracle)
@@ -387,12 +444,14 @@ class StateWriter:
     `results_every_s`. A killed coordinator loses at most the changes of one write."""
 
     def __init__(self, oracle, recorder: results_lib.TrialRecorder, lock: threading.Condition,
-                 results_every_s: float = 1.0, status_path: Optional[str] = None,
+                 results_every_s: float = 1.0, every_s: float = 0.1, status_path: Optional[str] = None,
                  status: Optional[Callable[[], dict]] = None):
         self.oracle, self.recorder, self._lock = oracle, recorder, lock
         self.status_path, self._status = status_path, status
         self._dirty_status = False
         self.results_every_s = results_every_s
+        self.every_s = every_s
+        self._trial_dirs: Dict[str, str] = {}
         self._results_written = 0.0
         self._dirty_trials: Dict[str, object] = {}
         self._dirty_oracle = self._dirty_results = False
@@ -435,6 +494,9 @@ class StateWriter:
             self._wake.wait(None if due is None else max(due, 0.0))
             self._wake.clear()
             self.flush(everything=False)
+            # Changes that come meanwhile are written together: one trial.json per trial
+            # and one oracle.json per round, however many calls changed them.
+            time.sleep(self.every_s)
 
     def flush(self, everything: bool = True) -> None:
         with self._writing:
@@ -453,13 +515,20 @@ class StateWriter:
             status = json.dumps(self._status(), indent=1) if self._dirty_status else None
             self._dirty_trials, self._dirty_oracle, self._dirty_status = {}, False, False
         for trial_id, text in trials.items():
-            _atomic_write(os.path.join(self.oracle._get_trial_dir(trial_id), "trial.json"), text)
+            _atomic_write(os.path.join(self._trial_dir(trial_id), "trial.json"), text)
         if oracle_state is not None:
             _atomic_write(self.oracle._get_oracle_fname(), oracle_state)
         if records is not None:  # the format TrialRecorder.write uses
             _atomic_write(self.recorder.results_path, json.dumps(records, indent=1, default=str))
         if status is not None:
             _atomic_write(self.status_path, status)
+
+    def _trial_dir(self, trial_id: str) -> str:
+        """keras-tuner's trial directory, created once (its own check costs a file-system call
+        each time)."""
+        if trial_id not in self._trial_dirs:
+            self._trial_dirs[trial_id] = self.oracle._get_trial_dir(trial_id)
+        return self._trial_dirs[trial_id]
 
     def stop(self) -> None:
         """Writes what is left; after this, writes happen in the caller again."""
@@ -560,8 +629,7 @@ def search_in_parallel(tuner, config, output_dir: str, *, examples_dir: str, lab
     coordinator.median_rule = median_rule_for(config, oracle, tuner.recorder)
     tuner.save()  # oracle.json + the tuner file: what a re-run reloads
     coordinator.state.flush()
-    port = coordinator.start(bind_host=launcher.bind_host,
-                             threads=max(32, 4 * launcher.num_workers + 8))
+    port = coordinator.start(bind_host=launcher.bind_host)
     address = f"{launcher.advertise_host()}:{port}"
     started = time.time()
     try:
