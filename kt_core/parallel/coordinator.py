@@ -384,7 +384,8 @@ def _oracle_servicer(coordinator: Coordinator):
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
     from keras_tuner.src.engine import trial as trial_module
 
-    service = protos.get_service()
+    service, proto_module = protos.get_service(), protos.get_proto()
+    handed_out = {}  # trial_id -> the hyperparameters proto sent with the trial
 
     class Servicer(OracleServicer):
         """keras-tuner's servicer methods, as coroutines for the grpc.aio server."""
@@ -408,23 +409,45 @@ def _oracle_servicer(coordinator: Coordinator):
 
         async def CreateTrial(self, request, context):
             trial = await coordinator.create_trial(auth.worker_id_of(context) or request.tuner_id)
-            return service.CreateTrialResponse(trial=trial.to_proto())
+            proto = trial.to_proto()
+            if trial.status == trial_module.TrialStatus.RUNNING:
+                handed_out[trial.trial_id] = proto.hyperparameters
+            return service.CreateTrialResponse(trial=proto)
 
         async def UpdateTrial(self, request, context):
+            # The reply carries what a worker reads from it, the trial's status; keras-tuner's
+            # servicer sends the whole trial back, to be serialized and parsed on every report.
             worker_id = auth.worker_id_of(context)
             with coordinator._cond:
                 if coordinator.holds(worker_id, request.trial_id):
-                    return self._locked(OracleServicer.UpdateTrial, request, context)
+                    coordinator._touch(worker_id)
+                    trial = coordinator.oracle.update_trial(request.trial_id, request.metrics,
+                                                            step=request.step)
+                    return service.UpdateTrialResponse(trial=proto_module.Trial(
+                        trial_id=trial.trial_id,
+                        status=trial_module.TrialStatus.to_proto(trial.status)))
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 str(LeaseLost(request.trial_id, worker_id)))
 
         async def EndTrial(self, request, context):
             worker_id = auth.worker_id_of(context)
             try:
-                coordinator.end_trial(worker_id, trial_module.Trial.from_proto(request.trial))
+                coordinator.end_trial(worker_id, self._ended(request.trial))
             except LeaseLost as e:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             return service.EndTrialResponse()
+
+        @staticmethod
+        def _ended(proto):
+            """What keras-tuner's end_trial takes from the worker's trial: its status and its
+            hyperparameters. These are parsed only when the worker's build registered new
+            ones; otherwise they are the ones handed out, already in the oracle."""
+            sent = handed_out.pop(proto.trial_id, None)
+            known = coordinator.oracle.trials.get(proto.trial_id)
+            if sent is None or known is None or proto.hyperparameters != sent:
+                return trial_module.Trial.from_proto(proto)
+            return trial_module.Trial(known.hyperparameters, trial_id=proto.trial_id,
+                                      status=trial_module.TrialStatus.from_proto(proto.status))
 
     return Servicer(coordinator.oracle)
 
