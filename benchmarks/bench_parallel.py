@@ -3,8 +3,9 @@
 parallel_speedup: the same search (same seed, so the same trials) run by the parallel
   path with 1 worker and with 2 workers, end to end (run_search: data, preflight,
   worker start-up, trials); runs alternate and the faster of each pair counts. Also
-  reported: the single-process path on the same trials, and the steady-state speedup
-  (first hand-out to "search finished").
+  reported: the steady-state speedup (first hand-out to "search finished"). (The
+  single-process path on the same trials took about as long as 1 worker, 77 s vs 72 s;
+  it is left out to keep `make bench` within its 15 minutes.)
 coordinator_handout: one real coordinator (keras-tuner RandomSearch oracle, token,
   leases, durable state on disk) and 64 simulated workers over real gRPC (2 client
   processes x 32 coroutines), each running instant trials as fast as it can; time from
@@ -115,26 +116,22 @@ def parallel_speedup(quick: bool = False):
         runs = {"one": [], "two": []}
         for i, name in enumerate(order):
             runs[name].append(run(1 if name == "one" else 2, f"{name}{i}"))
-        single = _run(_search_config(trials, epochs, 1), examples, os.path.join(tmp, "single"))
     one = min(runs["one"], key=lambda r: r["s"])
     two = min(runs["two"], key=lambda r: r["s"])
     load_after = os.getloadavg()
-    same = _same(one["values"], two["values"]) and _same(one["values"], single["values"])
+    same = _same(one["values"], two["values"])
     ratio = one["s"] / two["s"]
     return common.result(
         "parallel_speedup", two["s"], one["s"], ratio=ratio,
         ratio_meaning="1-worker time / 2-worker time for the same trials, end to end "
                       "(higher is better)",
         goal=f"ratio >= {SPEEDUP_GOAL}", goal_met=ratio >= SPEEDUP_GOAL,
-        single_process_s=round(single["s"], 3),
-        speedup_over_single_process=round(single["s"] / two["s"], 4),
         steady_state_s={"one_worker": _r(one["steady_s"]), "two_workers": _r(two["steady_s"])},
         steady_state_speedup=(_r(one["steady_s"] / two["steady_s"], 4)
                               if one["steady_s"] and two["steady_s"] else None),
         runs_s={name: [round(r["s"], 3) for r in rs] for name, rs in runs.items()},
         same_trials=same, trials=trials, epochs=epochs, batch_size=16,
-        completed={"one_worker": one["completed"], "two_workers": two["completed"],
-                   "single_process": single["completed"]},
+        completed={"one_worker": one["completed"], "two_workers": two["completed"]},
         train_rows=rows[0], eval_rows=rows[1], cpus=len(os.sched_getaffinity(0)),
         load_average_before=[round(x, 2) for x in load_before],
         load_average_after=[round(x, 2) for x in load_after],
