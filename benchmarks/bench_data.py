@@ -138,7 +138,7 @@ def data_reuse(quick: bool = False):
     from kt_core.config import TuningConfig
     from kt_core.search import run_search
 
-    trials, rows, eval_rows = (3, 4000, 1000) if quick else (20, 100_000, 20_000)
+    trials, rows, eval_rows = (3, 4000, 1000) if quick else (20, 100_000, 10_000)
     config = TuningConfig.from_dict({"tuner": "random", "objective": "val_accuracy",
                                      "max_trials": trials, "epochs": 1, "batch_size": 512,
                                      "seed": 3, "overwrite": True})

@@ -3,7 +3,7 @@
 Our search runs 50 trials (1 epoch, small MLPs) in a fresh process; the resident set
 size (RSS) is read after every trial. Growth is RSS after trial 50 minus RSS after
 trial 5 (the first trials load libraries and fill caches that are then reused). Stock
-keras-tuner `RandomSearch` runs 20 of the same kind of trials on the same data in a
+keras-tuner `RandomSearch` runs 15 of the same kind of trials on the same data in a
 process of its own (50 would double the case's time): its growth from trial 5 to 20
 and per-trial slope are reported, and the ratio compares time per trial.
 
@@ -102,7 +102,7 @@ def _run_variant(variant, trials, quick):
 
 
 def memory(quick: bool = False):
-    trials, stock_trials, early = (8, 4, 2) if quick else (50, 20, 5)
+    trials, stock_trials, early = (8, 4, 2) if quick else (50, 15, 5)
     ours = _run_variant("ours", trials, quick)
     stock = _run_variant("stock", stock_trials, quick)
 

@@ -8,24 +8,15 @@ import sys
 
 import pytest
 from conftest import REPO, module
-
-from pipelines import cli
+from robustness.helpers import error_line  # noqa: F401  (used by the tests below)
+from robustness.helpers import tune as tune_in_process
 
 KT = os.path.join(os.path.dirname(sys.executable), "kt-pipelines")
 
 
 def tune(tmp_path, capsys, *extra, examples=None, module_file=None, label="species"):
-    argv = ["tune", "--examples", examples, "--module-file", module_file or module("mlp_conditional"),
-            "--label-key", label, "--output-dir", str(tmp_path / "out"), *extra]
-    code = cli.main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def error_line(err):
-    lines = [ln for ln in err.splitlines() if ln.startswith("kt-pipelines: error:")]
-    assert len(lines) == 1, err
-    return lines[0]
+    return tune_in_process(capsys, tmp_path / "out", examples,
+                           module_file or module("mlp_conditional"), *extra, label=label)
 
 
 def test_console_script_flags_override_config_file(tmp_path, penguin_examples):
