@@ -11,6 +11,8 @@ coordinator_handout: one real coordinator (keras-tuner RandomSearch oracle, toke
   processes x 32 coroutines), each running instant trials as fast as it can; time from
   asking for a trial to getting it. Baseline: keras-tuner's own chief servicer
   (distribute/oracle_chief.py, its single-thread gRPC server) under the same load.
+  Also reported: the transport floor, the same workers against a gRPC server with no
+  oracle behind it (what gRPC and the simulation alone cost on these 2 cores).
 
 Run alone: `python -m benchmarks.bench_parallel [--case NAME] [--quick]`.
 """
@@ -243,10 +245,68 @@ def _serve_stock(directory, trials, workers):
     return f"127.0.0.1:{port}", "", lambda: server.stop(0), lambda: len(oracle.end_order)
 
 
-def _handout_run(stock, workers, trials, processes):
+def _serve_floor(directory, trials, workers):
+    """No oracle: a grpc.aio server answering the same three calls with trials made in
+    advance. What gRPC and the simulated workers alone cost on this machine."""
+    import asyncio
+    import threading
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import trial as trial_module
+
+    service = protos.get_service()
+    space = _oracle(directory, trials).get_space()
+    TrialStatus = trial_module.TrialStatus
+    ready = [trial_module.Trial(space, trial_id=str(i), status=TrialStatus.RUNNING).to_proto()
+             for i in range(trials)]
+    stopped = trial_module.Trial(space, status=TrialStatus.STOPPED).to_proto()
+    ended, bound, started = [0], {}, threading.Event()
+
+    class Servicer(protos.get_service_grpc().OracleServicer):
+        async def CreateTrial(self, request, context):
+            return service.CreateTrialResponse(trial=ready.pop() if ready else stopped)
+
+        async def UpdateTrial(self, request, context):
+            return service.UpdateTrialResponse()
+
+        async def EndTrial(self, request, context):
+            ended[0] += 1
+            return service.EndTrialResponse()
+
+    def run():
+        async def serve():
+            server = grpc.aio.server()
+            protos.get_service_grpc().add_OracleServicer_to_server(Servicer(), server)
+            bound["port"] = server.add_insecure_port("127.0.0.1:0")
+            bound["stop"] = asyncio.Event()
+            await server.start()
+            started.set()
+            await bound["stop"].wait()
+            await server.stop(0)
+
+        loop = asyncio.new_event_loop()
+        bound["loop"] = loop
+        loop.run_until_complete(serve())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started.wait()
+
+    def stop():
+        bound["loop"].call_soon_threadsafe(bound["stop"].set)
+        thread.join()
+
+    return f"127.0.0.1:{bound['port']}", "", stop, lambda: ended[0]
+
+
+def _handout_run(server, workers, trials, processes):
+    """server: "ours", "stock" or "floor"."""
     ctx = multiprocessing.get_context("spawn")
+    stock = server != "ours"
+    serve = {"ours": _serve_ours, "stock": _serve_stock, "floor": _serve_floor}[server]
     with tempfile.TemporaryDirectory(prefix="kt-bench-handout-") as tmp:
-        address, token, stop, ended = (_serve_stock if stock else _serve_ours)(tmp, trials, workers)
+        address, token, stop, ended = serve(tmp, trials, workers)
         queue, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
         ids = [f"sim-{i}" for i in range(workers)]
         procs = [ctx.Process(target=_client_process,
@@ -290,11 +350,12 @@ def coordinator_handout(quick: bool = False):
     workers, processes = 64, 2
     trials = 256 if quick else 640
     load_before = os.getloadavg()
-    ours = _handout_run(False, workers, trials, processes)
-    stock = _handout_run(True, workers, trials, processes)
+    ours = _handout_run("ours", workers, trials, processes)
+    stock = _handout_run("stock", workers, trials, processes)
+    floor = _handout_run("floor", workers, trials, processes)
     # For scale: one worker alone, nobody to queue behind.
-    alone = {"ours": _handout_run(False, 1, 50, 1)["median_s"],
-             "stock_keras_tuner": _handout_run(True, 1, 50, 1)["median_s"]}
+    alone = {"ours": _handout_run("ours", 1, 50, 1)["median_s"],
+             "stock_keras_tuner": _handout_run("stock", 1, 50, 1)["median_s"]}
     load_after = os.getloadavg()
     return common.result(
         "coordinator_handout", ours["median_s"], stock["median_s"],
@@ -303,6 +364,9 @@ def coordinator_handout(quick: bool = False):
         goal=f"median <= {HANDOUT_GOAL_S * 1000:.0f} ms", goal_met=ours["median_s"] <= HANDOUT_GOAL_S,
         ours={k: _r(v, 4) for k, v in ours.items()},
         stock_keras_tuner={k: _r(v, 4) for k, v in stock.items()},
+        transport_floor={**{k: _r(v, 4) for k, v in floor.items()},
+                         "what": "the same simulated workers against a grpc.aio server that "
+                                 "answers with trials made in advance (no oracle, no state)"},
         one_worker_alone_median_s={k: _r(v, 4) for k, v in alone.items()},
         simulated_workers=workers, client_processes=processes, trials=trials,
         trial="instant: CreateTrial, UpdateTrial(loss), EndTrial(COMPLETED) back to back",
