@@ -17,44 +17,26 @@ per epoch, extrapolated to the trials after the first.
 from __future__ import annotations
 
 import collections
-import functools
 import os
 import tempfile
-import time
 
 from benchmarks import common
 
 GOAL = 0.05
 
 
-class InputProbe:
-    """Times calls of the functions that read or parse input, by trial number."""
+class InputProbe(common.TimingProbe):
+    """Times calls of the functions that read or parse input, by trial number: `seconds`
+    is keyed by trial (0: before the first), nested probed calls counted once."""
 
     def __init__(self):
-        self.trial = 0  # 0: before the first trial
-        self.seconds = collections.defaultdict(float)
-        self.calls = collections.Counter()
-        self._depth = 0
-        self._undo = []
+        super().__init__()
+        self.trial = 0
 
-    def wrap(self, owner, name, label):
-        original = getattr(owner, name)
-
-        @functools.wraps(original)
-        def timed(*args, **kwargs):
-            outermost = self._depth == 0
-            self._depth += 1
-            t0 = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self._depth -= 1
-                if outermost:  # nested probes are not counted twice
-                    self.seconds[self.trial] += time.perf_counter() - t0
-                self.calls[(self.trial, label)] += 1
-
-        setattr(owner, name, timed)
-        self._undo.append((owner, name, original))
+    def _record(self, label, elapsed, outermost):
+        if outermost:
+            self.seconds[self.trial] += elapsed
+        self.calls[(self.trial, label)] += 1
 
     def on_trial_begin(self, owner):
         original = owner.trial_begin

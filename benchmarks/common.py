@@ -163,13 +163,15 @@ class TimingProbe:
                 return original(*args, **kwargs)
             finally:
                 self._depth -= 1
-                elapsed = time.perf_counter() - t0
-                self.seconds[label] += elapsed
-                self.outer_s += elapsed if outermost else 0.0
-                self.calls[label] += 1
+                self._record(label, time.perf_counter() - t0, outermost)
 
         setattr(owner, name, timed)
         self._undo.append((owner, name, original))
+
+    def _record(self, label, elapsed, outermost):
+        self.seconds[label] += elapsed
+        self.outer_s += elapsed if outermost else 0.0
+        self.calls[label] += 1
 
     def remove(self):
         for owner, name, original in reversed(self._undo):
