@@ -25,10 +25,16 @@ def add_tuning_flags(p) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--overwrite", action="store_true", default=None,
                    help="start the search over instead of resuming it")
+    p.add_argument("--num-parallel-trials", type=int, dest="num_parallel_trials",
+                   help="trial workers run at once (docs/parallel.md)")
+    p.add_argument("--launcher", help="local (worker processes) | kubernetes (worker pods)")
+    p.add_argument("--trials-per-gpu", type=int, dest="trials_per_gpu",
+                   help="local launcher: workers packed onto one GPU")
 
 
 _TUNING_FLAGS = ("tuner", "objective", "max_trials", "epochs", "max_epochs",
-                 "executions_per_trial", "batch_size", "seed", "overwrite")
+                 "executions_per_trial", "batch_size", "seed", "overwrite",
+                 "num_parallel_trials", "launcher", "trials_per_gpu")
 
 
 def tuning_config_dict(args, base=None) -> dict:

@@ -42,6 +42,29 @@ def test_console_script_flags_override_config_file(tmp_path, penguin_examples):
     assert proc.stderr.count("trial ") >= 2 and "best so far" in proc.stderr
 
 
+def test_parallel_flags_override_config_file(tmp_path, capsys, penguin_examples):
+    import argparse
+
+    from kt_core.cli import add_tuning_flags, tuning_config_dict
+
+    config = tmp_path / "tuning.yaml"
+    config.write_text("tuner: random\nmax_trials: 4\nnum_parallel_trials: 4\n")
+    parser = argparse.ArgumentParser()
+    add_tuning_flags(parser)
+    args = parser.parse_args(["--config", str(config), "--num-parallel-trials", "2",
+                              "--launcher", "local", "--trials-per-gpu", "2"])
+    merged = tuning_config_dict(args)
+    assert (merged["num_parallel_trials"], merged["launcher"], merged["trials_per_gpu"]) == \
+        (2, "local", 2)
+    assert merged["max_trials"] == 4  # what no flag names stays as the file has it
+    # A bad value is refused before any data is read, naming the key.
+    code, _, err = tune(tmp_path, capsys, "--launcher", "nope", examples=penguin_examples)
+    assert code == 2 and "launcher: must be one of" in error_line(err)
+    code, _, err = tune(tmp_path, capsys, "--num-parallel-trials", "0", examples=penguin_examples)
+    assert code == 2 and "num_parallel_trials" in error_line(err)
+    assert not (tmp_path / "out" / "tuner_results.json").exists()
+
+
 def test_missing_module_file(tmp_path, capsys, penguin_examples):
     code, _, err = tune(tmp_path, capsys, examples=penguin_examples,
                         module_file=str(tmp_path / "nope.py"))
