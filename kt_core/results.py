@@ -22,10 +22,17 @@ SEARCH_CONFIG_FILE = "search_config.json"
 
 
 def atomic_write(path: str, text: str) -> None:
-    """Write-then-rename: readers see the old file or the new one, never a torn one."""
+    """Write-then-rename: readers see the old file or the new one, never a torn one.
+    Local paths use plain file calls (they let go of the GIL while writing, so the
+    coordinator serves requests meanwhile); others (gs://, ...) go through tf.io.gfile."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    if "://" not in path:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return
     import tensorflow as tf
 
-    tmp = f"{path}.tmp-{os.getpid()}"
     with tf.io.gfile.GFile(tmp, "w") as f:
         f.write(text)
     tf.io.gfile.rename(tmp, path, overwrite=True)
@@ -98,9 +105,17 @@ class TrialRecorder:
         self.write()
         return record
 
+    def ordered(self) -> List[Dict[str, Any]]:
+        """The records in the order their trials first ended."""
+        return [self.records[t] for t in self._order]
+
     def write(self) -> None:
-        atomic_write(self.results_path,
-                     json.dumps([self.records[t] for t in self._order], indent=1, default=str))
+        atomic_write(self.results_path, records_json(self.ordered()))
+
+
+def records_json(records: List[Dict[str, Any]]) -> str:
+    """The text of tuner_results.json."""
+    return json.dumps(records, indent=1, default=str)
 
 
 def remove_outputs(output_dir: str, names) -> None:

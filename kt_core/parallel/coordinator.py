@@ -532,19 +532,20 @@ class StateWriter:
             records = None
             if self._dirty_results and (
                     everything or time.monotonic() - self._results_written >= self.results_every_s):
-                records = list(self.recorder.records.values())
+                records = self.recorder.ordered()
                 self._dirty_results = False
                 self._results_written = time.monotonic()
             status = json.dumps(self._status(), indent=1) if self._dirty_status else None
             self._dirty_trials, self._dirty_oracle, self._dirty_status = {}, False, False
+        write = results_lib.atomic_write
         for trial_id, text in trials.items():
-            _atomic_write(os.path.join(self._trial_dir(trial_id), "trial.json"), text)
+            write(os.path.join(self._trial_dir(trial_id), "trial.json"), text)
         if oracle_state is not None:
-            _atomic_write(self.oracle._get_oracle_fname(), oracle_state)
-        if records is not None:  # the format TrialRecorder.write uses
-            _atomic_write(self.recorder.results_path, json.dumps(records, indent=1, default=str))
+            write(self.oracle._get_oracle_fname(), oracle_state)
+        if records is not None:
+            write(self.recorder.results_path, results_lib.records_json(records))
         if status is not None:
-            _atomic_write(self.status_path, status)
+            write(self.status_path, status)
 
     def _trial_dir(self, trial_id: str) -> str:
         """keras-tuner's trial directory, created once (its own check costs a file-system call
@@ -563,18 +564,6 @@ class StateWriter:
         for obj, name in ((self.oracle, "save"), (self.oracle, "_save_trial"),
                           (self.recorder, "write")):
             obj.__dict__.pop(name, None)
-
-
-def _atomic_write(path: str, text: str) -> None:
-    """results.atomic_write, with plain file calls for local paths: they let go of the
-    GIL while writing, so requests are served meanwhile."""
-    if "://" in path:
-        results_lib.atomic_write(path, text)
-        return
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def reconcile_records(oracle, recorder: results_lib.TrialRecorder) -> None:
