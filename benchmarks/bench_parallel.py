@@ -8,8 +8,9 @@ parallel_speedup: the same search (same seed, so the same trials) run by the par
   it is left out to keep `make bench` within its 15 minutes.)
 coordinator_handout: one real coordinator (keras-tuner RandomSearch oracle, token,
   leases, durable state on disk) and 64 simulated workers over real gRPC (2 client
-  processes x 32 coroutines), each running instant trials as fast as it can; time from
-  asking for a trial to getting it. Baseline: keras-tuner's own chief servicer
+  processes x 32 coroutines), each running instant one-epoch trials as fast as it can
+  with the calls a real worker makes; time from asking for a trial to getting it (for
+  our workers that is the call that ends one trial and brings the next). Baseline: keras-tuner's own chief servicer
   (distribute/oracle_chief.py, its single-thread gRPC server) under the same load.
   Also reported: the transport floor, the same workers against a gRPC server with no
   oracle behind it (what gRPC and the simulation alone cost on these 2 cores).
@@ -153,21 +154,26 @@ def _same(a, b):
 # -- coordinator_handout -------------------------------------------------------------
 
 def _client_process(address, token, stock, worker_ids, ready, go, queue):
-    """Simulated workers (coroutines on one grpc.aio event loop) in one process: ask, get,
-    end at once, repeat. On a cluster workers run on other machines; coroutines keep what
-    the simulation itself costs off the coordinator's cores as far as possible (threads
-    with blocking stubs cost about twice the CPU per call). Our workers send the token and
-    their id as metadata, exactly what auth.authenticated_channel adds to every call."""
+    """Simulated workers (coroutines on one grpc.aio event loop) in one process, each
+    running instant one-epoch trials with the calls a real worker makes, as fast as it
+    can. Ours (kt_core.parallel.client): ReportEpoch, then EndTrialAndNext, which ends
+    the trial and brings the next (CreateTrial only for the first). keras-tuner's worker
+    (BaseTuner with its OracleClient): CreateTrial, GetTrial, UpdateTrial, EndTrial.
+    On a cluster workers run on other machines; coroutines keep what the simulation
+    itself costs off the coordinator's cores as far as possible (threads with blocking
+    stubs cost about twice the CPU per call). Our workers send the token and their id as
+    metadata, exactly what auth.authenticated_channel adds to every call."""
     import asyncio
 
     import grpc
     from keras_tuner.src import protos
     from keras_tuner.src.engine import trial as trial_module
 
-    from kt_core.parallel import auth
+    from kt_core.parallel import auth, wire
 
     service = protos.get_service()
     TrialStatus = trial_module.TrialStatus
+    running, stopped = TrialStatus.to_proto(TrialStatus.RUNNING), TrialStatus.to_proto(TrialStatus.STOPPED)
     completed = TrialStatus.to_proto(TrialStatus.COMPLETED)
 
     async def work(worker_id, latencies):
@@ -175,23 +181,41 @@ def _client_process(address, token, stock, worker_ids, ready, go, queue):
                                        (auth.WORKER_KEY, worker_id))
         async with grpc.aio.insecure_channel(address) as channel:
             stub = protos.get_service_grpc().OracleStub(channel)
-            while True:
-                t0 = time.perf_counter()
-                response = await stub.CreateTrial(service.CreateTrialRequest(tuner_id=worker_id),
-                                                  timeout=600, wait_for_ready=True, metadata=metadata)
-                status = TrialStatus.from_proto(response.trial.status)
-                if status == TrialStatus.STOPPED:
-                    return
-                if status != TrialStatus.RUNNING:
-                    continue  # IDLE: ask again
+            report_epoch = channel.unary_unary(wire.method(wire.REPORT_EPOCH),
+                                               request_serializer=wire.encode,
+                                               response_deserializer=wire.decode)
+            end_and_next = channel.unary_unary(
+                wire.method(wire.END_TRIAL_AND_NEXT),
+                request_serializer=service.EndTrialRequest.SerializeToString,
+                response_deserializer=service.CreateTrialResponse.FromString)
+            options = dict(timeout=600, metadata=metadata)
+            ask = lambda: stub.CreateTrial(service.CreateTrialRequest(tuner_id=worker_id),  # noqa: E731
+                                           wait_for_ready=True, **options)
+            t0 = time.perf_counter()
+            trial = (await ask()).trial
+            while trial.status != stopped:
+                if trial.status != running:  # IDLE: ask again
+                    t0 = time.perf_counter()
+                    trial = (await ask()).trial
+                    continue
                 latencies.append(time.perf_counter() - t0)
-                trial = response.trial
-                await stub.UpdateTrial(service.UpdateTrialRequest(
-                    trial_id=trial.trial_id, metrics={"loss": 0.5}, step=0),
-                    timeout=600, metadata=metadata)
+                if stock:
+                    trial = (await stub.GetTrial(service.GetTrialRequest(trial_id=trial.trial_id),
+                                                 **options)).trial
+                    await stub.UpdateTrial(service.UpdateTrialRequest(
+                        trial_id=trial.trial_id, metrics={"loss": 0.5}, step=0), **options)
+                    trial.status = completed
+                    await stub.EndTrial(service.EndTrialRequest(trial=trial), **options)
+                    t0 = time.perf_counter()
+                    trial = (await ask()).trial
+                    continue
+                await report_epoch({"trial_id": trial.trial_id, "execution": 0, "epoch": 0,
+                                    "logs": {"loss": 0.5}}, **options)
+                observation = trial.metrics.metrics["loss"].observations.add(step=0)
+                observation.value.append(0.5)
                 trial.status = completed
-                await stub.EndTrial(service.EndTrialRequest(trial=trial), timeout=600,
-                                    metadata=metadata)
+                t0 = time.perf_counter()
+                trial = (await end_and_next(service.EndTrialRequest(trial=trial), **options)).trial
 
     async def main():
         latencies = []
@@ -246,7 +270,7 @@ def _serve_stock(directory, trials, workers):
 
 
 def _serve_floor(directory, trials, workers):
-    """No oracle: a grpc.aio server answering the same three calls with trials made in
+    """No oracle: a grpc.aio server answering our workers' calls with trials made in
     advance. What gRPC and the simulated workers alone cost on this machine."""
     import asyncio
     import threading
@@ -254,6 +278,8 @@ def _serve_floor(directory, trials, workers):
     import grpc
     from keras_tuner.src import protos
     from keras_tuner.src.engine import trial as trial_module
+
+    from kt_core.parallel import wire
 
     service = protos.get_service()
     space = _oracle(directory, trials).get_space()
@@ -267,17 +293,26 @@ def _serve_floor(directory, trials, workers):
         async def CreateTrial(self, request, context):
             return service.CreateTrialResponse(trial=ready.pop() if ready else stopped)
 
-        async def UpdateTrial(self, request, context):
-            return service.UpdateTrialResponse()
-
-        async def EndTrial(self, request, context):
+        async def EndTrialAndNext(self, request, context):
             ended[0] += 1
-            return service.EndTrialResponse()
+            return await self.CreateTrial(request, context)
+
+        async def ReportEpoch(self, request, context):
+            return {"stop": False, "leased": True}
 
     def run():
         async def serve():
             server = grpc.aio.server()
-            protos.get_service_grpc().add_OracleServicer_to_server(Servicer(), server)
+            servicer = Servicer()
+            protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+            server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(wire.SERVICE, {
+                wire.REPORT_EPOCH: grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportEpoch, request_deserializer=wire.decode,
+                    response_serializer=wire.encode),
+                wire.END_TRIAL_AND_NEXT: grpc.unary_unary_rpc_method_handler(
+                    servicer.EndTrialAndNext,
+                    request_deserializer=service.EndTrialRequest.FromString,
+                    response_serializer=service.CreateTrialResponse.SerializeToString)})])
             bound["port"] = server.add_insecure_port("127.0.0.1:0")
             bound["stop"] = asyncio.Event()
             await server.start()
@@ -303,7 +338,7 @@ def _serve_floor(directory, trials, workers):
 def _handout_run(server, workers, trials, processes):
     """server: "ours", "stock" or "floor"."""
     ctx = multiprocessing.get_context("spawn")
-    stock = server != "ours"
+    stock = server == "stock"  # its workers' calls; "ours" and "floor": our workers'
     serve = {"ours": _serve_ours, "stock": _serve_stock, "floor": _serve_floor}[server]
     with tempfile.TemporaryDirectory(prefix="kt-bench-handout-") as tmp:
         address, token, stop, ended = serve(tmp, trials, workers)
@@ -369,7 +404,9 @@ def coordinator_handout(quick: bool = False):
                                  "answers with trials made in advance (no oracle, no state)"},
         one_worker_alone_median_s={k: _r(v, 4) for k, v in alone.items()},
         simulated_workers=workers, client_processes=processes, trials=trials,
-        trial="instant: CreateTrial, UpdateTrial(loss), EndTrial(COMPLETED) back to back",
+        trial="instant, one epoch, with the calls each side's worker makes: ours ReportEpoch + "
+              "EndTrialAndNext (which brings the next trial); keras-tuner's CreateTrial, "
+              "GetTrial, UpdateTrial, EndTrial",
         cpus=len(os.sched_getaffinity(0)),
         load_average_before=[round(x, 2) for x in load_before],
         load_average_after=[round(x, 2) for x in load_after])

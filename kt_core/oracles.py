@@ -41,3 +41,35 @@ def resumable_grid_search_oracle():
             self._populate_next = list(state.get("grid_populate_next", self.end_order))
 
     return ResumableGridSearchOracle
+
+
+class IncrementalFailureCheck:
+    """keras-tuner's `Oracle._check_consecutive_failures`, without its rescan.
+
+    keras-tuner calls it at every trial end and it walks all of `end_order`: a
+    search of n trials spends O(n^2) there, on the coordinator's request path. This
+    walks only the trials ended since the last call, keeping the run of failures, and
+    raises the same error at the same trial (a run that reached the limit raises on
+    every later call too, as the rescan does). Installed on an oracle instance:
+    `oracle._check_consecutive_failures = IncrementalFailureCheck(oracle)`."""
+
+    def __init__(self, oracle):
+        self.oracle = oracle
+        self._checked = 0
+        self._run = 0
+        self._hit = None
+
+    def __call__(self) -> None:
+        from keras_tuner.src.engine.trial import TrialStatus
+
+        oracle = self.oracle
+        for trial_id in oracle.end_order[self._checked:]:
+            trial = oracle.trials[trial_id]
+            self._run = self._run + 1 if trial.status == TrialStatus.FAILED else 0
+            if self._hit is None and self._run == oracle.max_consecutive_failed_trials:
+                self._hit = trial
+        self._checked = len(oracle.end_order)
+        if self._hit is not None:
+            raise RuntimeError("Number of consecutive failures exceeded the limit "
+                               f"of {oracle.max_consecutive_failed_trials}.\n"
+                               + (self._hit.message or ""))

@@ -155,20 +155,23 @@ def test_lost_worker_lease_requeues_its_trial_and_its_late_report_is_refused(tmp
         coordinator.expire_leases()
         again = b.create_trial("ignored")
         assert again.trial_id == taken.trial_id  # back in the queue, handed to "b"
+        a.update_trial(taken.trial_id, {"loss": 0.5})  # kept by "a" until the trial ends
+        taken.status = TrialStatus.COMPLETED
         with pytest.raises(LeaseLost):  # "a" comes back: its result is not accepted
-            a.update_trial(taken.trial_id, {"loss": 0.5})
+            a.end_trial(taken)
         b.update_trial(again.trial_id, {"loss": 1.0})
         again.status = TrialStatus.COMPLETED
-        b.end_trial(again)
+        b.end_trial(again)  # ... and brings back b's next trial
         coordinator.state.flush()
         # Once per trial in tuner_results.json; b's result is the one kept.
         with open(tmp_path / "tuner_results.json") as f:
             records = json.load(f)
         assert [(r["trial_id"], r["status"], r["score"]) for r in records] == \
             [(taken.trial_id, "COMPLETED", 1.0)]
-        assert coordinator.handouts == [(taken.trial_id, "a"), (taken.trial_id, "b")]
         # A trial that keeps losing its worker (e.g. OOM-kills it) ends FAILED, not in a loop.
         lost = b.create_trial("ignored")
+        assert coordinator.handouts == [(taken.trial_id, "a"), (taken.trial_id, "b"),
+                                        (lost.trial_id, "b")]
         for worker_id in ("b", "c", "d"):
             if worker_id != "b":
                 assert _worker(address, coordinator.token, worker_id)[1].create_trial("x").trial_id \
@@ -179,6 +182,52 @@ def test_lost_worker_lease_requeues_its_trial_and_its_late_report_is_refused(tmp
         with open(tmp_path / "tuner_results.json") as f:
             failed = [r for r in json.load(f) if r["trial_id"] == lost.trial_id]
         assert len(failed) == 1 and "lost 3 times" in failed[0]["error"]
+    finally:
+        coordinator.stop()
+
+
+def test_one_call_between_trials_and_keras_tuners_own_calls_still_served(tmp_path):
+    """Our worker ends a trial (metrics included) and gets the next in one call; a client
+    speaking keras-tuner's protocol (UpdateTrial, then EndTrial) gets the same record."""
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine.trial import Trial, TrialStatus
+
+    service = protos.get_service()
+    coordinator, address = _coordinator(tmp_path)
+    try:
+        client, ours = _worker(address, coordinator.token, "ours")
+        first = ours.create_trial("ignored")
+        ours.update_trial(first.trial_id, {"loss": 0.25, "acc": 0.5}, step=3)
+        assert ours.get_trial(first.trial_id).metrics.get_best_value("loss") == 0.25  # local
+        first.status = TrialStatus.COMPLETED
+        ours.end_trial(first)
+        handed = [t for t, _ in coordinator.handouts]
+        assert len(handed) == 2 and handed[0] == first.trial_id  # the next came with the end
+        second = ours.create_trial("ignored")
+        assert second.trial_id == handed[1] and second.status == TrialStatus.RUNNING
+        ended = coordinator.oracle.trials[first.trial_id]
+        assert (ended.status, ended.score, ended.best_step) == (TrialStatus.COMPLETED, 0.25, 3)
+        assert ended.metrics.get_history("acc")[0].value == [0.5]  # once, not twice
+
+        channel = grpc.intercept_channel(grpc.insecure_channel(address), auth._Metadata(
+            [(auth._AUTH_KEY, f"Bearer {coordinator.token}"), (auth.WORKER_KEY, "stock")]))
+        stub = protos.get_service_grpc().OracleStub(channel)
+        third = stub.CreateTrial(service.CreateTrialRequest(tuner_id="stock"), timeout=10).trial
+        stub.UpdateTrial(service.UpdateTrialRequest(trial_id=third.trial_id, metrics={"loss": 0.75},
+                                                    step=1), timeout=10)
+        full = stub.GetTrial(service.GetTrialRequest(trial_id=third.trial_id), timeout=10).trial
+        full.status = TrialStatus.to_proto(TrialStatus.COMPLETED)
+        stub.EndTrial(service.EndTrialRequest(trial=full), timeout=10)  # metrics already known
+        ended = coordinator.oracle.trials[third.trial_id]
+        assert (ended.status, ended.score) == (TrialStatus.COMPLETED, 0.75)
+        assert ended.metrics.get_history("loss")[0].value == [0.75]
+        assert Trial.from_proto(full).trial_id == third.trial_id
+        coordinator.state.flush()
+        with open(tmp_path / "tuner_results.json") as f:
+            scores = {r["trial_id"]: r["score"] for r in json.load(f)}
+        assert scores == {first.trial_id: 0.25, third.trial_id: 0.75}
+        client.close()
+        channel.close()
     finally:
         coordinator.stop()
 
@@ -246,12 +295,16 @@ def test_sigkilled_worker_trial_runs_again_and_search_exits_0(tmp_path):
     proc = _tune(out, {"tuner": "random", "max_trials": 3, "epochs": 4, "seed": 3,
                        "objective": "val_loss", "num_parallel_trials": 2}, tmp_path)
 
-    def local0_mid_trial():  # local-0 holds a trial and has reported an epoch of it
+    def mid_trial():  # a worker that holds a trial and has reported an epoch of it
         status = (_read_json(out / "parallel_status.json") or {}).get("workers", {})
-        running = status.get("local-0") or {}
-        return running.get("trial_id") if running.get("epochs_done", 0) >= 1 else None
+        for worker_id, running in sorted(status.items()):
+            if running.get("epochs_done", 0) >= 1:
+                return worker_id, running["trial_id"]
+        return None
 
-    victim_trial = _wait_for(local0_mid_trial, proc, "local-0 to be mid-trial")
+    # Whichever worker gets there first: the other may still be starting (importing
+    # TensorFlow on a busy machine takes seconds).
+    victim_worker, victim_trial = _wait_for(mid_trial, proc, "a worker to be mid-trial")
     workers = _workers_of(proc.pid)
     assert set(workers) == {"local-0", "local-1"}
     # Placement, as the processes really have it: no GPU here, one core each.
@@ -263,13 +316,13 @@ def test_sigkilled_worker_trial_runs_again_and_search_exits_0(tmp_path):
         assert affinity["local-0"] | affinity["local-1"] == set(os.sched_getaffinity(0))
     token = envs["local-0"][auth.TOKEN_ENV]
     assert envs["local-1"][auth.TOKEN_ENV] == token and len(token) >= 32
-    command = workers["local-0"].cmdline()
+    command = workers[victim_worker].cmdline()
 
-    workers["local-0"].send_signal(signal.SIGKILL)
+    workers[victim_worker].send_signal(signal.SIGKILL)
     output = _finish(proc)
     assert proc.returncode == 0, output
-    assert f"worker local-0 lost (killed by signal 9): trial {victim_trial} goes back to the queue" \
-        in output
+    assert (f"worker {victim_worker} lost (killed by signal 9): trial {victim_trial} goes back "
+            "to the queue") in output
     records = _read_json(out / "tuner_results.json")
     assert sorted(r["trial_id"] for r in records) == ["0", "1", "2"]  # each exactly once
     assert all(r["status"] == "COMPLETED" for r in records)
@@ -277,7 +330,7 @@ def test_sigkilled_worker_trial_runs_again_and_search_exits_0(tmp_path):
     assert [e["epoch"] for e in victim["metrics"][0]] == list(range(4))  # re-run from the start
     handed = re.findall(r"trial (\d+) -> worker (\S+)", output)
     assert [t for t, _ in handed].count(victim_trial) == 2
-    assert (victim_trial, "local-0") in handed
+    assert (victim_trial, victim_worker) in handed
     # The token never reaches a log line or a file of the search.
     assert token not in output
     for root, _, files in os.walk(out):

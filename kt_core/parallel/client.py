@@ -64,7 +64,14 @@ def _lease_lost_or_raise(e: grpc.RpcError):
 
 
 def remote_oracle(client: CoordinatorClient, objective, max_trials):
-    """A keras_tuner Oracle whose every decision is made by the coordinator."""
+    """A keras_tuner Oracle whose every decision is made by the coordinator.
+
+    Between two trials a worker makes one call: keras-tuner's worker asks
+    `get_trial` and `update_trial` for its running trial, then `end_trial`, then
+    `create_trial` (four round trips). Here the running trial is kept locally:
+    `get_trial` and `update_trial` act on it with the Oracle's own bookkeeping,
+    and `end_trial` sends it, metrics included, in one call that also brings back
+    the next trial (`wire.END_TRIAL_AND_NEXT`); `create_trial` hands that out."""
     from keras_tuner import Oracle
     from keras_tuner.src import protos
     from keras_tuner.src.engine import hyperparameters as hp_module
@@ -72,6 +79,10 @@ def remote_oracle(client: CoordinatorClient, objective, max_trials):
 
     service = protos.get_service()
     stub = client.oracle_stub
+    end_trial_and_next = client.channel.unary_unary(
+        wire.method(wire.END_TRIAL_AND_NEXT),
+        request_serializer=service.EndTrialRequest.SerializeToString,
+        response_deserializer=service.CreateTrialResponse.FromString)
 
     def call(method, request):
         try:
@@ -80,6 +91,8 @@ def remote_oracle(client: CoordinatorClient, objective, max_trials):
             _lease_lost_or_raise(e)
 
     class RemoteOracle(Oracle):
+        _next = None  # the trial the coordinator sent back with the last end_trial
+
         def get_space(self):
             response = call(stub.GetSpace, service.GetSpaceRequest())
             return hp_module.HyperParameters.from_proto(response.hyperparameters)
@@ -89,16 +102,26 @@ def remote_oracle(client: CoordinatorClient, objective, max_trials):
                  service.UpdateSpaceRequest(hyperparameters=hyperparameters.to_proto()))
 
         def create_trial(self, tuner_id):
-            response = call(stub.CreateTrial, service.CreateTrialRequest(tuner_id=client.worker_id))
-            trial = trial_module.Trial.from_proto(response.trial)
-            if trial.status == trial_module.TrialStatus.RUNNING:
-                self.trials = {trial.trial_id: trial}  # what SearchTuner.on_trial_end looks up
+            if self._next is not None:
+                trial, self._next = self._next, None
+            else:
+                response = call(stub.CreateTrial, service.CreateTrialRequest(tuner_id=client.worker_id))
+                trial = trial_module.Trial.from_proto(response.trial)
+            # The trial being run, what get_trial/update_trial/on_trial_end look up.
+            self.trials = {trial.trial_id: trial} if trial.status == trial_module.TrialStatus.RUNNING else {}
             return trial
 
         def update_trial(self, trial_id, metrics, step=0):
-            response = call(stub.UpdateTrial, service.UpdateTrialRequest(
-                trial_id=trial_id, metrics=metrics, step=step))
-            return trial_module.Trial.from_proto(response.trial)
+            if trial_id not in self.trials:
+                response = call(stub.UpdateTrial, service.UpdateTrialRequest(
+                    trial_id=trial_id, metrics=metrics, step=step))
+                return trial_module.Trial.from_proto(response.trial)
+            # Checks the objective is there and records the metrics, as the coordinator's
+            # oracle will when the trial ends.
+            return super().update_trial(trial_id, metrics, step=step)
+
+        def _save_trial(self, trial):
+            pass  # the coordinator writes trial.json
 
         def end_trial(self, trial):
             if trial.message:  # the Trial proto has no message field
@@ -107,9 +130,12 @@ def remote_oracle(client: CoordinatorClient, objective, max_trials):
                                                      "message": trial.message})
                 except grpc.RpcError as e:
                     _lease_lost_or_raise(e)
-            call(stub.EndTrial, service.EndTrialRequest(trial=trial.to_proto()))
+            response = call(end_trial_and_next, service.EndTrialRequest(trial=trial.to_proto()))
+            self._next = trial_module.Trial.from_proto(response.trial)
 
         def get_trial(self, trial_id):
+            if trial_id in self.trials:
+                return self.trials[trial_id]
             response = call(stub.GetTrial, service.GetTrialRequest(trial_id=trial_id))
             return trial_module.Trial.from_proto(response.trial)
 

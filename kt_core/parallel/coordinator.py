@@ -35,6 +35,7 @@ from typing import Callable, Dict, Optional
 import grpc
 
 from kt_core import results as results_lib
+from kt_core.oracles import IncrementalFailureCheck
 from kt_core.parallel import auth, wire
 from kt_core.parallel.median_stopping import MedianStoppingRule
 from kt_core.search import SearchError
@@ -86,6 +87,7 @@ class Coordinator:
         self._epochs_reported: Dict[str, int] = {}
         self.state = StateWriter(oracle, recorder, self._cond, status_path=status_path,
                                  status=self.status)
+        oracle._check_consecutive_failures = IncrementalFailureCheck(oracle)  # stop() removes it
 
     # -- serving ----------------------------------------------------------------
 
@@ -109,11 +111,13 @@ class Coordinator:
             self._stopping = asyncio.Event()
             self._changed = asyncio.Event()
             server = grpc.aio.server(interceptors=[auth.TokenInterceptor(self.token)])
-            protos.get_service_grpc().add_OracleServicer_to_server(_oracle_servicer(self), server)
+            servicer = _oracle_servicer(self)
+            protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
             server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(wire.SERVICE, {
                 wire.HEARTBEAT: self._unary(self._heartbeat),
                 wire.REPORT_EPOCH: self._unary(self._report_epoch),
                 wire.TRIAL_MESSAGE: self._unary(self._trial_message),
+                **servicer.handlers(),
             })])
             bound["port"] = server.add_insecure_port(f"{bind_host}:{port}")
             if not bound["port"]:
@@ -149,6 +153,7 @@ class Coordinator:
                 self._loop.call_soon_threadsafe(self._stopping.set)
             thread.join()
         self.state.stop()
+        self.oracle.__dict__.pop("_check_consecutive_failures", None)
 
     def _notify(self) -> None:
         """Wakes the long polls (from any thread): something they wait for may have changed."""
@@ -249,11 +254,17 @@ class Coordinator:
         self.handouts.append((trial.trial_id, worker_id))
         log.info("trial %s -> worker %s", trial.trial_id, worker_id)
 
-    def end_trial(self, worker_id: str, trial) -> None:
+    def end_trial(self, worker_id: str, trial, metrics=None) -> None:
+        """`metrics`: the MetricsTracker proto the worker sent with the trial's end; given
+        to the oracle as the worker's update_trial calls would have been, unless those
+        came already (keras-tuner's own workers send UpdateTrial)."""
         with self._cond:
             self._touch(worker_id)
             if not self.holds(worker_id, trial.trial_id):
                 raise LeaseLost(trial.trial_id, worker_id)
+            if metrics is not None and not self.oracle.trials[trial.trial_id].metrics.metrics:
+                for step, values in _update_calls(metrics):
+                    self.oracle.update_trial(trial.trial_id, values, step=step)
             trial.message = self._messages.pop(trial.trial_id, trial.message)
             self._end(trial, worker_id)
 
@@ -378,6 +389,19 @@ def objective_value(objective, logs) -> Optional[float]:
     return value if value is not None and math.isfinite(value) else None
 
 
+def _update_calls(metrics_proto):
+    """(step, {metric: value}) for each update_trial call a MetricsTracker proto holds:
+    one value per execution at each step, every metric of a call reported together."""
+    from keras_tuner.src.engine import metrics_tracking
+
+    calls = collections.defaultdict(dict)
+    for name, history in metrics_tracking.MetricsTracker.from_proto(metrics_proto).metrics.items():
+        for observation in history.get_history():
+            for i, value in enumerate(observation.value):
+                calls[(observation.step, i)][name] = value
+    return [(step, values) for (step, _), values in sorted(calls.items())]
+
+
 def _oracle_servicer(coordinator: Coordinator):
     """keras-tuner's OracleServicer, each call under the coordinator's lock and lease rules."""
     from keras_tuner.src import protos
@@ -432,10 +456,21 @@ def _oracle_servicer(coordinator: Coordinator):
         async def EndTrial(self, request, context):
             worker_id = auth.worker_id_of(context)
             try:
-                coordinator.end_trial(worker_id, self._ended(request.trial))
+                coordinator.end_trial(worker_id, self._ended(request.trial), request.trial.metrics)
             except LeaseLost as e:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             return service.EndTrialResponse()
+
+        async def EndTrialAndNext(self, request, context):
+            """EndTrial, then CreateTrial for the same worker, in one round trip."""
+            await self.EndTrial(request, context)
+            return await self.CreateTrial(service.CreateTrialRequest(), context)
+
+        def handlers(self):
+            """The calls keras-tuner's service lacks, on the coordinator's own service."""
+            return {wire.END_TRIAL_AND_NEXT: grpc.unary_unary_rpc_method_handler(
+                self.EndTrialAndNext, request_deserializer=service.EndTrialRequest.FromString,
+                response_serializer=service.CreateTrialResponse.SerializeToString)}
 
         @staticmethod
         def _ended(proto):
@@ -475,6 +510,7 @@ class StateWriter:
         self.results_every_s = results_every_s
         self.every_s = every_s
         self._trial_dirs: Dict[str, str] = {}
+        self._trials_parent: Optional[str] = None  # local: where trial directories go
         self._results_written = 0.0
         self._dirty_trials: Dict[str, object] = {}
         self._dirty_oracle = self._dirty_results = False
@@ -548,11 +584,21 @@ class StateWriter:
             write(self.status_path, status)
 
     def _trial_dir(self, trial_id: str) -> str:
-        """keras-tuner's trial directory, created once (its own check costs a file-system call
-        each time)."""
-        if trial_id not in self._trial_dirs:
-            self._trial_dirs[trial_id] = self.oracle._get_trial_dir(trial_id)
-        return self._trial_dirs[trial_id]
+        """keras-tuner's trial directory, created once: its own `_get_trial_dir` checks and
+        creates the project and trial directories through tf.io.gfile on every call. Once
+        the first local one shows its layout (project/trial_<id>), the others are made
+        with one mkdir each."""
+        path = self._trial_dirs.get(trial_id)
+        if path is None:
+            if self._trials_parent is not None:
+                path = os.path.join(self._trials_parent, f"trial_{trial_id}")
+                os.makedirs(path, exist_ok=True)
+            else:
+                path = self.oracle._get_trial_dir(trial_id)
+                if "://" not in path and os.path.basename(path) == f"trial_{trial_id}":
+                    self._trials_parent = os.path.dirname(path)
+            self._trial_dirs[trial_id] = path
+        return path
 
     def stop(self) -> None:
         """Writes what is left; after this, writes happen in the caller again."""

@@ -2,7 +2,8 @@
 
 keras-tuner's protos cover the oracle (CreateTrial, UpdateTrial, EndTrial, ...) and
 are reused as they are. What they lack, leases and per-epoch reports, is a second
-small service whose messages are JSON, so no proto compiler is needed.
+small service whose messages are JSON, so no proto compiler is needed; its one
+call that carries a trial uses keras-tuner's messages.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ HEARTBEAT = "Heartbeat"      # {} -> {"finished": bool}
 REPORT_EPOCH = "ReportEpoch"  # {trial_id, execution, epoch, logs} -> {"stop": bool, "leased": bool}
 # {trial_id, message} -> {}: a failed trial's error, which keras-tuner's Trial proto drops.
 TRIAL_MESSAGE = "TrialMessage"
+# EndTrialRequest -> CreateTrialResponse: a worker's trial ends (with its metrics) and its
+# next trial comes back, one round trip between trials (keras-tuner's worker makes four).
+END_TRIAL_AND_NEXT = "EndTrialAndNext"
 
 
 def method(name: str) -> str:
