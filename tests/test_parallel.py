@@ -87,6 +87,35 @@ def test_config_keys_for_parallel_search():
             TuningConfig.from_dict(bad)
 
 
+def test_incremental_failure_check_raises_as_keras_tuners_rescan_does():
+    import random
+
+    import keras_tuner
+    from keras_tuner.src.engine.trial import Trial, TrialStatus
+
+    from kt_core.oracles import IncrementalFailureCheck
+
+    def outcome(check):
+        try:
+            check()
+        except RuntimeError as e:
+            return str(e)
+        return None
+
+    rng = random.Random(0)
+    for _ in range(200):
+        oracle = keras_tuner.oracles.RandomSearchOracle(objective="loss", max_trials=50,
+                                                        max_consecutive_failed_trials=3)
+        incremental = IncrementalFailureCheck(oracle)
+        for i in range(rng.randint(1, 12)):
+            status = rng.choice([TrialStatus.FAILED, TrialStatus.FAILED, TrialStatus.COMPLETED])
+            oracle.trials[str(i)] = Trial(oracle.get_space(), trial_id=str(i), status=status,
+                                          message=f"error of trial {i}")
+            oracle.end_order.append(str(i))
+            if rng.random() < 0.7:  # called at most trial ends, as keras-tuner does
+                assert outcome(incremental) == outcome(oracle._check_consecutive_failures)
+
+
 # -- the coordinator over real gRPC, without training ---------------------------------
 
 def _coordinator(tmp_path, **kwargs):
