@@ -13,7 +13,8 @@ coordinator_handout: one real coordinator (keras-tuner RandomSearch oracle, toke
   our workers that is the call that ends one trial and brings the next). Baseline: keras-tuner's own chief servicer
   (distribute/oracle_chief.py, its single-thread gRPC server) under the same load.
   Also reported: the transport floor, the same workers against a gRPC server with no
-  oracle behind it (what gRPC and the simulation alone cost on these 2 cores).
+  oracle behind it (what gRPC and the simulation alone cost on these 2 cores), and ours
+  over TLS, as worker pods reach it.
 
 Run alone: `python -m benchmarks.bench_parallel [--case NAME] [--quick]`.
 """
@@ -153,7 +154,7 @@ def _same(a, b):
 
 # -- coordinator_handout -------------------------------------------------------------
 
-def _client_process(address, token, stock, worker_ids, ready, go, queue):
+def _client_process(address, token, stock, worker_ids, ready, go, queue, cert=None):
     """Simulated workers (coroutines on one grpc.aio event loop) in one process, each
     running instant one-epoch trials with the calls a real worker makes, as fast as it
     can. Ours (kt_core.parallel.client): ReportEpoch, then EndTrialAndNext, which ends
@@ -179,7 +180,11 @@ def _client_process(address, token, stock, worker_ids, ready, go, queue):
     async def work(worker_id, latencies):
         metadata = None if stock else ((auth._AUTH_KEY, f"Bearer {token}"),
                                        (auth.WORKER_KEY, worker_id))
-        async with grpc.aio.insecure_channel(address) as channel:
+        channel = (grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(cert),
+                                           options=[("grpc.ssl_target_name_override",
+                                                     auth.TLS_NAME)])
+                   if cert else grpc.aio.insecure_channel(address))
+        async with channel:
             stub = protos.get_service_grpc().OracleStub(channel)
             report_epoch = channel.unary_unary(wire.method(wire.REPORT_EPOCH),
                                                request_serializer=wire.encode,
@@ -241,16 +246,23 @@ def _oracle(directory, trials):
     return oracle
 
 
-def _serve_ours(directory, trials, workers):
+def _serve_ours(directory, trials, workers, tls=False):
     from kt_core import results
     from kt_core.parallel import auth
     from kt_core.parallel.coordinator import Coordinator
 
     oracle = _oracle(directory, trials)
     recorder = results.TrialRecorder(os.path.join(directory, "tuner_results.json"))
-    coordinator = Coordinator(oracle, recorder, auth.new_token())
+    coordinator = Coordinator(oracle, recorder, auth.new_token(),
+                              tls=auth.new_tls_identity() if tls else None)
     port = coordinator.start()
-    return f"127.0.0.1:{port}", coordinator.token, coordinator.stop, lambda: len(oracle.end_order)
+    return (f"127.0.0.1:{port}", coordinator.token, coordinator.stop,
+            lambda: len(oracle.end_order), coordinator.tls.cert_pem if tls else None)
+
+
+def _serve_ours_tls(directory, trials, workers):
+    """Ours as worker pods reach it: over TLS."""
+    return _serve_ours(directory, trials, workers, tls=True)
 
 
 def _serve_stock(directory, trials, workers):
@@ -266,7 +278,7 @@ def _serve_stock(directory, trials, workers):
     protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    return f"127.0.0.1:{port}", "", lambda: server.stop(0), lambda: len(oracle.end_order)
+    return f"127.0.0.1:{port}", "", lambda: server.stop(0), lambda: len(oracle.end_order), None
 
 
 def _serve_floor(directory, trials, workers):
@@ -332,20 +344,22 @@ def _serve_floor(directory, trials, workers):
         bound["loop"].call_soon_threadsafe(bound["stop"].set)
         thread.join()
 
-    return f"127.0.0.1:{bound['port']}", "", stop, lambda: ended[0]
+    return f"127.0.0.1:{bound['port']}", "", stop, lambda: ended[0], None
 
 
 def _handout_run(server, workers, trials, processes):
-    """server: "ours", "stock" or "floor"."""
+    """server: "ours", "ours_tls", "stock" or "floor"."""
     ctx = multiprocessing.get_context("spawn")
-    stock = server == "stock"  # its workers' calls; "ours" and "floor": our workers'
-    serve = {"ours": _serve_ours, "stock": _serve_stock, "floor": _serve_floor}[server]
+    stock = server == "stock"  # its workers' calls; the others: our workers'
+    serve = {"ours": _serve_ours, "ours_tls": _serve_ours_tls, "stock": _serve_stock,
+             "floor": _serve_floor}[server]
     with tempfile.TemporaryDirectory(prefix="kt-bench-handout-") as tmp:
-        address, token, stop, ended = serve(tmp, trials, workers)
+        address, token, stop, ended, cert = serve(tmp, trials, workers)
         queue, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
         ids = [f"sim-{i}" for i in range(workers)]
         procs = [ctx.Process(target=_client_process,
-                             args=(address, token, stock, ids[p::processes], ready, go, queue))
+                             args=(address, token, stock, ids[p::processes], ready, go, queue,
+                                   cert))
                  for p in range(processes)]
         for p in procs:
             p.start()
@@ -388,6 +402,7 @@ def coordinator_handout(quick: bool = False):
     ours = _handout_run("ours", workers, trials, processes)
     stock = _handout_run("stock", workers, trials, processes)
     floor = _handout_run("floor", workers, trials, processes)
+    over_tls = _handout_run("ours_tls", workers, trials, processes)
     # For scale: one worker alone, nobody to queue behind.
     alone = {"ours": _handout_run("ours", 1, 50, 1)["median_s"],
              "stock_keras_tuner": _handout_run("stock", 1, 50, 1)["median_s"]}
@@ -402,6 +417,9 @@ def coordinator_handout(quick: bool = False):
         transport_floor={**{k: _r(v, 4) for k, v in floor.items()},
                          "what": "the same simulated workers against a grpc.aio server that "
                                  "answers with trials made in advance (no oracle, no state)"},
+        ours_over_tls={**{k: _r(v, 4) for k, v in over_tls.items()},
+                       "what": "ours as worker pods reach it (TLS); the goal is judged on "
+                               "`ours`, local workers' plaintext loopback"},
         one_worker_alone_median_s={k: _r(v, 4) for k, v in alone.items()},
         simulated_workers=workers, client_processes=processes, trials=trials,
         trial="instant, one epoch, with the calls each side's worker makes: ours ReportEpoch + "

@@ -169,6 +169,55 @@ def test_requests_without_the_token_are_refused(tmp_path):
         coordinator.stop()
 
 
+def test_over_tls_only_workers_trusting_the_searchs_certificate_get_through(tmp_path):
+    """What pods get: TLS with a certificate made for this search (and the token still)."""
+    from keras_tuner.src import protos
+
+    identity = auth.new_tls_identity()
+    coordinator, address = _coordinator(tmp_path, tls=identity)
+    try:
+        def space(cert, token=coordinator.token):
+            channel = auth.authenticated_channel(address, token, "w", cert)
+            try:
+                stub = protos.get_service_grpc().OracleStub(channel)
+                return stub.GetSpace(protos.get_service().GetSpaceRequest(), timeout=10)
+            finally:
+                channel.close()
+
+        from keras_tuner import HyperParameters
+
+        served = HyperParameters.from_proto(space(identity.cert_pem).hyperparameters)
+        assert "units" in [p.name for p in served.space]
+        for cert in (None, auth.new_tls_identity().cert_pem):  # plaintext; another certificate
+            with pytest.raises(grpc.RpcError) as e:
+                space(cert)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.RpcError) as e:  # TLS is not a pass: the token still counts
+            space(identity.cert_pem, token="not-" + coordinator.token)
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        coordinator.stop()
+
+
+def test_search_over_tls_with_real_workers(tmp_path, caplog):
+    """The worker command, given the certificate as a pod would get it, runs its trials
+    (the coordinator listens for TLS only, so a completed trial went over TLS)."""
+    from kt_core.parallel.launchers import LocalLauncher
+    from kt_core.search import run_search
+
+    config = TuningConfig.from_dict({"tuner": "random", "max_trials": 2, "epochs": 1, "seed": 1,
+                                     "objective": "val_loss", "num_parallel_trials": 2})
+    launcher = LocalLauncher(2, tls=True)
+    with caplog.at_level("INFO", logger="kt_core"):
+        result = run_search(config, os.path.join(REPO, "data", "penguins", "examples"),
+                            "species", str(tmp_path / "out"), module_file=MLP,
+                            save_best_model=False, launcher=launcher)
+    assert re.search(r"coordinator at 127\.0\.0\.1:\d+ \(TLS\): 2 worker", caplog.text)
+    assert sorted(r["status"] for r in result.trials) == ["COMPLETED", "COMPLETED"]
+    assert {w for _, w in re.findall(r"trial (\d+) -> worker (\S+)", caplog.text)} <= \
+        {"local-0", "local-1"}
+
+
 def test_lost_worker_lease_requeues_its_trial_and_its_late_report_is_refused(tmp_path):
     from keras_tuner.src.engine.trial import TrialStatus
 
@@ -574,11 +623,13 @@ def test_kubernetes_launcher_creates_valid_owned_job_and_secret_and_cleans_up(ca
         3, {"gpus": 1, "cpu": "4", "memory": "16Gi"}, namespace="kt-pipelines",
         pod_name=TUNER_POD["metadata"]["name"], batch_api=client.BatchV1Api(api),
         core_api=client.CoreV1Api(api), poll_every_s=0)
-    token = auth.new_token()
+    token, identity = auth.new_token(), auth.new_tls_identity()
+    assert launcher.tls  # pods talk to the coordinator across the pod network
     address = f"{launcher.advertise_host()}:41000"
     assert address == "10.4.2.7:41000"
     with caplog.at_level("DEBUG"):
-        launcher.start(address, token, "gs://bucket/root/Tuner/tuner_results/7")
+        launcher.start(address, token, "gs://bucket/root/Tuner/tuner_results/7",
+                       cert_pem=identity.cert_pem)
     posts = {body["kind"]: body for method, _, _, body in api.calls if method == "POST"}
     secret, job = posts["Secret"], posts["Job"]
     for obj in (secret, job):
@@ -587,7 +638,9 @@ def test_kubernetes_launcher_creates_valid_owned_job_and_secret_and_cleans_up(ca
         assert obj["metadata"]["ownerReferences"] == [{
             "apiVersion": "v1", "kind": "Pod", "name": "kt-run-tuner-x7k2p",
             "uid": TUNER_POD["metadata"]["uid"]}]
-    assert secret["stringData"] == {"token": token}
+    # The token and the certificate; never the certificate's key.
+    assert secret["stringData"] == {"token": token, "cert.pem": identity.cert_pem.decode()}
+    assert identity.key_pem.decode() not in json.dumps(secret) + json.dumps(job) + caplog.text
     spec = job["spec"]
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
     pod = spec["template"]["spec"]
@@ -602,6 +655,8 @@ def test_kubernetes_launcher_creates_valid_owned_job_and_secret_and_cleans_up(ca
     env = {e["name"]: e for e in container["env"]}
     assert env[auth.TOKEN_ENV] == {"name": auth.TOKEN_ENV, "valueFrom": {"secretKeyRef": {
         "name": secret["metadata"]["name"], "key": "token"}}}
+    assert env[auth.CERT_ENV] == {"name": auth.CERT_ENV, "valueFrom": {"secretKeyRef": {
+        "name": secret["metadata"]["name"], "key": "cert.pem"}}}
     assert env[auth.WORKER_ID_ENV]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     # The same worker command as the local launcher's (bar the interpreter's path).
     local = LocalLauncher(1, python="/opt/venv/bin/python")

@@ -30,12 +30,12 @@ RPC_TIMEOUT_S = 600.0
 
 
 class CoordinatorClient:
-    def __init__(self, address: str, token: str, worker_id: str):
+    def __init__(self, address: str, token: str, worker_id: str, cert_pem: Optional[bytes] = None):
         from keras_tuner.src import protos
 
         self.address = address
         self.worker_id = worker_id
-        self.channel = auth.authenticated_channel(address, token, worker_id)
+        self.channel = auth.authenticated_channel(address, token, worker_id, cert_pem)
         self.oracle_stub = protos.get_service_grpc().OracleStub(self.channel)
         self._calls = {name: self.channel.unary_unary(wire.method(name), request_serializer=wire.encode,
                                                       response_deserializer=wire.decode)

@@ -60,13 +60,14 @@ class Coordinator:
                  median_rule: Optional[MedianStoppingRule] = None, lease_timeout_s: float = 60.0,
                  long_poll_s: float = 5.0, max_lost_per_trial: int = 3,
                  progress: Optional[Callable[[dict], None]] = None,
-                 status_path: Optional[str] = None):
+                 status_path: Optional[str] = None, tls: Optional[auth.TlsIdentity] = None):
         from keras_tuner.src.engine import trial as trial_module
 
         self._trial_module = trial_module
         self.oracle = oracle
         self.recorder = recorder
         self.token = token
+        self.tls = tls  # given: calls only over TLS with this key and certificate
         self.median_rule = median_rule
         self.lease_timeout_s = lease_timeout_s
         self.long_poll_s = long_poll_s
@@ -119,7 +120,9 @@ class Coordinator:
                 wire.TRIAL_MESSAGE: self._unary(self._trial_message),
                 **servicer.handlers(),
             })])
-            bound["port"] = server.add_insecure_port(f"{bind_host}:{port}")
+            where = f"{bind_host}:{port}"
+            bound["port"] = (server.add_secure_port(where, auth.server_credentials(self.tls))
+                             if self.tls else server.add_insecure_port(where))
             if not bound["port"]:
                 raise RuntimeError(f"coordinator: cannot listen on {bind_host}:{port}")
             await server.start()
@@ -682,7 +685,8 @@ def search_in_parallel(tuner, config, output_dir: str, *, examples_dir: str, lab
 
     coordinator = Coordinator(oracle, tuner.recorder, auth.new_token(),
                               lease_timeout_s=lease_timeout_s, progress=tuner._progress,
-                              status_path=os.path.join(output_dir, STATUS_FILE))
+                              status_path=os.path.join(output_dir, STATUS_FILE),
+                              tls=auth.new_tls_identity() if launcher.tls else None)
     reconcile_records(oracle, tuner.recorder)
     coordinator.median_rule = median_rule_for(config, oracle, tuner.recorder)
     tuner.save()  # oracle.json + the tuner file: what a re-run reloads
@@ -692,9 +696,10 @@ def search_in_parallel(tuner, config, output_dir: str, *, examples_dir: str, lab
     started = time.time()
     try:
         with _sigterm_ends_search():
-            launcher.start(address, coordinator.token, output_dir)
-            log.info("coordinator at %s: %d worker(s) (%s launcher)", address,
-                     launcher.num_workers, launcher.name)
+            launcher.start(address, coordinator.token, output_dir,
+                           cert_pem=coordinator.tls.cert_pem if coordinator.tls else None)
+            log.info("coordinator at %s%s: %d worker(s) (%s launcher)", address,
+                     " (TLS)" if coordinator.tls else "", launcher.num_workers, launcher.name)
             coordinator.wait(launcher)
     finally:
         launcher.stop(grace_s=5.0 if coordinator.finished else 0.0,

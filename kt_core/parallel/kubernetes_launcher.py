@@ -1,7 +1,9 @@
 """Trial workers as the pods of one Kubernetes Job, created by the Tuner step itself.
 
 The coordinator (the Tuner step's pod) creates, in its own namespace:
-* a Secret holding the search's token (workers read it as KT_COORDINATOR_TOKEN);
+* a Secret holding the search's token and the coordinator's TLS certificate
+  (workers read them as KT_COORDINATOR_TOKEN and KT_COORDINATOR_CERT; the key stays
+  in the coordinator's memory, and calls go over TLS);
 * an Indexed Job of N pods running the worker command (worker.py), with the GPU
   request, node selector and tolerations of the GPU node pool and the same image;
 both owned by the Tuner pod (ownerReferences), so Kubernetes deletes them with
@@ -28,6 +30,7 @@ log = logging.getLogger("kt_core")
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 SEARCH_LABEL = "kt-pipelines/search"
 TOKEN_KEY = "token"
+CERT_KEY = "cert.pem"
 # Added by Kubernetes to every pod; not part of the node pool's scheduling.
 _DEFAULT_TOLERATION_KEYS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
 
@@ -43,11 +46,16 @@ def labels_for(search_id: str) -> Dict[str, str]:
 
 
 def token_secret(name: str, namespace: str, token: str, owner: Dict[str, Any],
-                 labels: Dict[str, str]) -> Dict[str, Any]:
+                 labels: Dict[str, str], cert_pem: Optional[bytes] = None) -> Dict[str, Any]:
+    """The token and the coordinator's certificate (public; its key never leaves the
+    coordinator's memory)."""
+    data = {TOKEN_KEY: token}
+    if cert_pem:
+        data[CERT_KEY] = cert_pem.decode()
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": name, "namespace": namespace, "labels": labels,
                          "ownerReferences": [owner]},
-            "stringData": {TOKEN_KEY: token}}
+            "stringData": data}
 
 
 def worker_job(name: str, namespace: str, *, num_workers: int, image: str, command: List[str],
@@ -56,11 +64,13 @@ def worker_job(name: str, namespace: str, *, num_workers: int, image: str, comma
                node_selector: Optional[Dict[str, str]] = None,
                tolerations: Optional[List[Dict[str, Any]]] = None,
                service_account: Optional[str] = None,
-               image_pull_policy: Optional[str] = None) -> Dict[str, Any]:
+               image_pull_policy: Optional[str] = None, tls: bool = True) -> Dict[str, Any]:
     """The Indexed Job whose pods are the trial workers."""
     env = [
         {"name": auth.TOKEN_ENV,
          "valueFrom": {"secretKeyRef": {"name": secret_name, "key": TOKEN_KEY}}},
+        *([{"name": auth.CERT_ENV,
+            "valueFrom": {"secretKeyRef": {"name": secret_name, "key": CERT_KEY}}}] if tls else []),
         {"name": auth.WORKER_ID_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "TF_FORCE_GPU_ALLOW_GROWTH", "value": "true"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
@@ -103,6 +113,7 @@ def worker_job(name: str, namespace: str, *, num_workers: int, image: str, comma
 class KubernetesLauncher:
     name = "kubernetes"
     bind_host = "0.0.0.0"
+    tls = True  # calls cross the pod network
 
     def __init__(self, num_workers: int, worker_pod: Optional[Dict[str, Any]] = None, *,
                  namespace: str, pod_name: str, batch_api, core_api,
@@ -172,7 +183,8 @@ class KubernetesLauncher:
             return shared
         return module_file
 
-    def objects(self, address: str, token: str, output_dir: str):
+    def objects(self, address: str, token: str, output_dir: str,
+                cert_pem: Optional[bytes] = None):
         """(Secret, Job) as they are sent to the API server."""
         pod = self.own_pod()
         spec = pod.get("spec") or {}
@@ -184,7 +196,7 @@ class KubernetesLauncher:
         if tolerations is None:
             tolerations = [t for t in spec.get("tolerations") or []
                            if t.get("key") not in _DEFAULT_TOLERATION_KEYS]
-        secret = token_secret(self.secret_name, self.namespace, token, owner, labels)
+        secret = token_secret(self.secret_name, self.namespace, token, owner, labels, cert_pem)
         job = worker_job(
             self.job_name, self.namespace, num_workers=self.num_workers,
             image=wp.get("image") or main.get("image"),
@@ -195,11 +207,12 @@ class KubernetesLauncher:
             node_selector=wp.get("node_selector", spec.get("nodeSelector")),
             tolerations=tolerations,
             service_account=wp.get("service_account", spec.get("serviceAccountName")),
-            image_pull_policy=main.get("imagePullPolicy"))
+            image_pull_policy=main.get("imagePullPolicy"), tls=bool(cert_pem))
         return secret, job
 
-    def start(self, address: str, token: str, output_dir: str) -> None:
-        secret, job = self.objects(address, token, output_dir)
+    def start(self, address: str, token: str, output_dir: str,
+              cert_pem: Optional[bytes] = None) -> None:
+        secret, job = self.objects(address, token, output_dir, cert_pem)
         self.core.create_namespaced_secret(self.namespace, secret)
         self.created.append(("Secret", self.secret_name))
         self.batch.create_namespaced_job(self.namespace, job)

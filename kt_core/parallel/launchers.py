@@ -40,8 +40,9 @@ class LocalLauncher:
     def __init__(self, num_workers: int, gpus: Optional[Sequence[str]] = None,
                  trials_per_gpu: int = 1, cpus: Optional[Sequence[int]] = None,
                  max_restarts: Optional[int] = None, log_dir: Optional[str] = None,
-                 python: str = sys.executable):
+                 python: str = sys.executable, tls: bool = False):
         self.num_workers = num_workers
+        self.tls = tls  # loopback only: the token suffices; TLS on request
         self.gpus = None if gpus is None else list(gpus)
         self.trials_per_gpu = trials_per_gpu
         self.cpus = None if cpus is None else list(cpus)
@@ -63,12 +64,14 @@ class LocalLauncher:
     def share_module_file(self, module_file, output_dir):
         return module_file  # same machine: the same path works
 
-    def start(self, address: str, token: str, output_dir: str) -> None:
+    def start(self, address: str, token: str, output_dir: str,
+              cert_pem: Optional[bytes] = None) -> None:
         gpus = devices.visible_gpus() if self.gpus is None else self.gpus
         cpus = devices.available_cpus() if self.cpus is None else self.cpus
         self.placements = devices.place_workers(self.num_workers, gpus, self.trials_per_gpu, cpus)
         self.command = worker_command(self.python, address, output_dir)
         self._token = token
+        self._cert = cert_pem.decode() if cert_pem else None
         for slot, placement in enumerate(self.placements):
             log.info("worker local-%d: %s", slot,
                      f"GPU {placement.gpu}" if placement.gpu is not None else
@@ -84,6 +87,8 @@ class LocalLauncher:
         env = dict(os.environ)
         env.update(self.placements[slot].env())
         env[auth.TOKEN_ENV] = self._token
+        if self._cert:
+            env[auth.CERT_ENV] = self._cert
         env[auth.WORKER_ID_ENV] = worker_id
         env.setdefault("PYTHONUNBUFFERED", "1")
         out = 2  # keras-tuner prints on stdout: keep the coordinator's stdout for its caller

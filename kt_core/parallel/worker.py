@@ -3,6 +3,7 @@
 One command for both launchers (a local process or a Kubernetes pod). What differs
 per worker comes in its environment, set by the launcher:
   KT_COORDINATOR_TOKEN  the search's token (from a Secret on Kubernetes); required
+  KT_COORDINATOR_CERT   the coordinator's certificate (PEM, from the same Secret): talk TLS
   KT_WORKER_ID          this worker's name (the pod name on Kubernetes)
   KT_WORKER_CPUS        cores to pin to (local launcher without GPUs)
   CUDA_VISIBLE_DEVICES  the GPU to use (local launcher with GPUs)
@@ -69,7 +70,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from kt_core.parallel.client import CoordinatorClient, Heartbeats, LeaseLost
 
-    client = CoordinatorClient(args.coordinator, token, worker_id)
+    cert = os.environ.get(auth.CERT_ENV, "").encode() or None  # set: TLS (pods)
+    client = CoordinatorClient(args.coordinator, token, worker_id, cert)
     Heartbeats(client, every_s=args.heartbeat_s, give_up_after_s=args.give_up_after_s,
                parent_pid=os.getppid()).start()
     log = logging.getLogger("kt_core")
