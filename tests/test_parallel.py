@@ -606,11 +606,25 @@ def test_kubernetes_launcher_creates_valid_owned_job_and_secret_and_cleans_up(ca
 
     state = {"pods": [], "job_status": {}}
 
+    def left_job(name, search_id, owner_uid):  # a worker Job of an earlier run
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+            "name": name, "namespace": "kt-pipelines",
+            "labels": {"app.kubernetes.io/part-of": "kt-pipelines",
+                       "app.kubernetes.io/component": "tuner-worker",
+                       "kt-pipelines/search": search_id},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "p",
+                                 "uid": owner_uid}]}}
+
     def answers(method, path, body):
         if method == "GET" and path.endswith("/pods/" + TUNER_POD["metadata"]["name"]):
             return TUNER_POD
         if method == "GET" and path.endswith("/pods"):
             return {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": state["pods"]}
+        if method == "GET" and path.endswith("/jobs"):
+            # This pod's earlier run (its container restarted) left one; another search's.
+            return {"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": [
+                left_job("kt-workers-0ld1", "0ld1", TUNER_POD["metadata"]["uid"]),
+                left_job("kt-workers-0th3", "0th3", "another-pods-uid")]}
         if method == "GET" and "/jobs/" in path:
             return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
                     "status": state["job_status"]}
@@ -631,6 +645,16 @@ def test_kubernetes_launcher_creates_valid_owned_job_and_secret_and_cleans_up(ca
         launcher.start(address, token, "gs://bucket/root/Tuner/tuner_results/7",
                        cert_pem=identity.cert_pem)
     posts = {body["kind"]: body for method, _, _, body in api.calls if method == "POST"}
+    # Before creating anything: the Job (and Secret) its own earlier run left, and only those.
+    first_post = next(i for i, call in enumerate(api.calls) if call[0] == "POST")
+    assert [(m, p, q) for m, p, q, _ in api.calls[:first_post] if m == "DELETE"] == [
+        ("DELETE", "/apis/batch/v1/namespaces/kt-pipelines/jobs/kt-workers-0ld1",
+         {"propagationPolicy": "Background"}),
+        ("DELETE", "/api/v1/namespaces/kt-pipelines/secrets/kt-coordinator-0ld1", {})]
+    assert "left by an earlier run of this step" in caplog.text
+    listed = next(q for m, p, q, _ in api.calls if m == "GET" and p.endswith("/jobs"))
+    assert listed == {"labelSelector": "app.kubernetes.io/part-of=kt-pipelines,"
+                                       "app.kubernetes.io/component=tuner-worker"}
     secret, job = posts["Secret"], posts["Job"]
     for obj in (secret, job):
         kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
@@ -679,7 +703,7 @@ def test_kubernetes_launcher_creates_valid_owned_job_and_secret_and_cleans_up(ca
 
     launcher.stop()
     deletes = [(path, query) for method, path, query, _ in api.calls if method == "DELETE"]
-    assert deletes == [
+    assert deletes[2:] == [
         (f"/apis/batch/v1/namespaces/kt-pipelines/jobs/{job['metadata']['name']}",
          {"propagationPolicy": "Background"}),
         (f"/api/v1/namespaces/kt-pipelines/secrets/{secret['metadata']['name']}", {})]
@@ -692,7 +716,8 @@ def test_kubernetes_launcher_creates_valid_owned_job_and_secret_and_cleans_up(ca
     assert needed <= granted, needed - granted
     assert needed == {("", "pods", "get"), ("", "pods", "list"), ("", "secrets", "create"),
                       ("", "secrets", "delete"), ("batch", "jobs", "create"),
-                      ("batch", "jobs", "get"), ("batch", "jobs", "delete")}
+                      ("batch", "jobs", "get"), ("batch", "jobs", "list"),
+                      ("batch", "jobs", "delete")}
 
 
 def test_kubernetes_launcher_needs_shared_storage():

@@ -7,9 +7,11 @@ The coordinator (the Tuner step's pod) creates, in its own namespace:
 * an Indexed Job of N pods running the worker command (worker.py), with the GPU
   request, node selector and tolerations of the GPU node pool and the same image;
 both owned by the Tuner pod (ownerReferences), so Kubernetes deletes them with
-the step; the coordinator deletes them itself when the search ends. Workers reach
-the coordinator at its pod IP. API calls made, all allowed by manifests/base/rbac.yaml:
-pods get/list, jobs create/get/delete, secrets create/delete.
+the step; the coordinator deletes them itself when the search ends, and, when its
+container restarts in the same pod, deletes the ones its earlier run left before
+creating new ones. Workers reach the coordinator at its pod IP. API calls made,
+all allowed by manifests/base/rbac.yaml: pods get/list, jobs list/create/get/delete,
+secrets create/delete.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ def owner_reference(pod: Dict[str, Any]) -> Dict[str, Any]:
 def labels_for(search_id: str) -> Dict[str, str]:
     return {"app.kubernetes.io/part-of": "kt-pipelines",
             "app.kubernetes.io/component": "tuner-worker", SEARCH_LABEL: search_id}
+
+
+def secret_name_for(search_id: str) -> str:
+    return f"kt-coordinator-{search_id}"
 
 
 def token_secret(name: str, namespace: str, token: str, owner: Dict[str, Any],
@@ -126,7 +132,7 @@ class KubernetesLauncher:
         self.core = core_api
         self.search_id = search_id or secrets.token_hex(4)
         self.job_name = f"kt-workers-{self.search_id}"
-        self.secret_name = f"kt-coordinator-{self.search_id}"
+        self.secret_name = secret_name_for(self.search_id)
         self.poll_every_s = poll_every_s
         self._own_pod: Optional[Dict[str, Any]] = None
         self._seen: Dict[str, str] = {}  # pod name -> last phase
@@ -212,6 +218,7 @@ class KubernetesLauncher:
 
     def start(self, address: str, token: str, output_dir: str,
               cert_pem: Optional[bytes] = None) -> None:
+        self.remove_leftovers()
         secret, job = self.objects(address, token, output_dir, cert_pem)
         self.core.create_namespaced_secret(self.namespace, secret)
         self.created.append(("Secret", self.secret_name))
@@ -219,6 +226,33 @@ class KubernetesLauncher:
         self.created.append(("Job", self.job_name))
         log.info("created Job %s/%s: %d worker pod(s), image %s", self.namespace, self.job_name,
                  self.num_workers, job["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    def remove_leftovers(self) -> None:
+        """Deletes worker Jobs (and their Secrets) that an earlier run of this same pod
+        created: when the Tuner container restarts (OOM, a crash) the pod, and so its
+        owned Jobs, live on; their workers would go on training against a coordinator
+        that is gone, writing checkpoints of trials the resumed search runs again."""
+        from kubernetes.client.exceptions import ApiException
+
+        uid = (self.own_pod().get("metadata") or {}).get("uid")
+        selector = ",".join(f"{k}={v}" for k, v in labels_for("").items() if k != SEARCH_LABEL)
+        jobs = _plain(self.batch.list_namespaced_job(self.namespace, label_selector=selector))
+        for job in jobs.get("items") or []:
+            meta = job.get("metadata") or {}
+            if not any(o.get("uid") == uid for o in meta.get("ownerReferences") or []):
+                continue  # another search's
+            search_id = (meta.get("labels") or {}).get(SEARCH_LABEL, "")
+            log.warning("deleting worker Job %s/%s left by an earlier run of this step "
+                        "(the container restarted)", self.namespace, meta.get("name"))
+            for delete, name, kwargs in (
+                    (self.batch.delete_namespaced_job, meta.get("name"),
+                     {"propagation_policy": "Background"}),
+                    (self.core.delete_namespaced_secret, secret_name_for(search_id), {})):
+                try:
+                    delete(name, self.namespace, **kwargs)
+                except ApiException as e:
+                    if e.status != 404:
+                        log.warning("could not delete %s: %s %s", name, e.status, e.reason)
 
     def poll(self) -> List[Tuple[str, str]]:
         """Worker pods that failed or vanished (evicted, preempted node) since the last poll."""
