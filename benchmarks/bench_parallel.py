@@ -180,19 +180,15 @@ def _client_process(address, token, stock, worker_ids, ready, go, queue, cert=No
     async def work(worker_id, latencies):
         metadata = None if stock else ((auth._AUTH_KEY, f"Bearer {token}"),
                                        (auth.WORKER_KEY, worker_id))
-        channel = (grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(cert),
-                                           options=[("grpc.ssl_target_name_override",
-                                                     auth.TLS_NAME)])
-                   if cert else grpc.aio.insecure_channel(address))
+        if cert:
+            credentials, options = auth.tls_channel_args(cert)
+            channel = grpc.aio.secure_channel(address, credentials, options=options)
+        else:
+            channel = grpc.aio.insecure_channel(address)
         async with channel:
             stub = protos.get_service_grpc().OracleStub(channel)
-            report_epoch = channel.unary_unary(wire.method(wire.REPORT_EPOCH),
-                                               request_serializer=wire.encode,
-                                               response_deserializer=wire.decode)
-            end_and_next = channel.unary_unary(
-                wire.method(wire.END_TRIAL_AND_NEXT),
-                request_serializer=service.EndTrialRequest.SerializeToString,
-                response_deserializer=service.CreateTrialResponse.FromString)
+            report_epoch = wire.stub(channel, wire.REPORT_EPOCH)
+            end_and_next = wire.stub(channel, wire.END_TRIAL_AND_NEXT)
             options = dict(timeout=600, metadata=metadata)
             ask = lambda: stub.CreateTrial(service.CreateTrialRequest(tuner_id=worker_id),  # noqa: E731
                                            wait_for_ready=True, **options)
@@ -318,13 +314,9 @@ def _serve_floor(directory, trials, workers):
             servicer = Servicer()
             protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
             server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(wire.SERVICE, {
-                wire.REPORT_EPOCH: grpc.unary_unary_rpc_method_handler(
-                    servicer.ReportEpoch, request_deserializer=wire.decode,
-                    response_serializer=wire.encode),
-                wire.END_TRIAL_AND_NEXT: grpc.unary_unary_rpc_method_handler(
-                    servicer.EndTrialAndNext,
-                    request_deserializer=service.EndTrialRequest.FromString,
-                    response_serializer=service.CreateTrialResponse.SerializeToString)})])
+                wire.REPORT_EPOCH: wire.handler(wire.REPORT_EPOCH, servicer.ReportEpoch),
+                wire.END_TRIAL_AND_NEXT: wire.handler(wire.END_TRIAL_AND_NEXT,
+                                                      servicer.EndTrialAndNext)})])
             bound["port"] = server.add_insecure_port("127.0.0.1:0")
             bound["stop"] = asyncio.Event()
             await server.start()

@@ -150,8 +150,7 @@ def test_requests_without_the_token_are_refused(tmp_path):
     try:
         bare = grpc.insecure_channel(address)
         stub = protos.get_service_grpc().OracleStub(bare)
-        heartbeat = bare.unary_unary(wire.method(wire.HEARTBEAT), request_serializer=wire.encode,
-                                     response_deserializer=wire.decode)
+        heartbeat = wire.stub(bare, wire.HEARTBEAT)
         for call in (lambda: stub.GetSpace(protos.get_service().GetSpaceRequest(), timeout=10),
                      lambda: stub.CreateTrial(protos.get_service().CreateTrialRequest(tuner_id="x"),
                                               timeout=10),

@@ -64,6 +64,13 @@ def server_credentials(identity: TlsIdentity) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)])
 
 
+def tls_channel_args(cert_pem: bytes):
+    """(credentials, options) of a channel that trusts only `cert_pem`, for
+    grpc.secure_channel or grpc.aio.secure_channel."""
+    return (grpc.ssl_channel_credentials(root_certificates=cert_pem),
+            [("grpc.ssl_target_name_override", TLS_NAME)])
+
+
 async def _deny(request, context):
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong coordinator token")
 
@@ -109,9 +116,8 @@ def authenticated_channel(address: str, token: str, worker_id: str,
     """A channel whose every call carries the token and the caller's worker id; over TLS,
     trusting only `cert_pem`, when it is given."""
     if cert_pem:
-        channel = grpc.secure_channel(
-            address, grpc.ssl_channel_credentials(root_certificates=cert_pem),
-            options=[("grpc.ssl_target_name_override", TLS_NAME)])
+        credentials, options = tls_channel_args(cert_pem)
+        channel = grpc.secure_channel(address, credentials, options=options)
     else:
         channel = grpc.insecure_channel(address)
     return grpc.intercept_channel(channel, _Metadata([(_AUTH_KEY, f"Bearer {token}"),

@@ -37,8 +37,7 @@ class CoordinatorClient:
         self.worker_id = worker_id
         self.channel = auth.authenticated_channel(address, token, worker_id, cert_pem)
         self.oracle_stub = protos.get_service_grpc().OracleStub(self.channel)
-        self._calls = {name: self.channel.unary_unary(wire.method(name), request_serializer=wire.encode,
-                                                      response_deserializer=wire.decode)
+        self._calls = {name: wire.stub(self.channel, name)
                        for name in (wire.HEARTBEAT, wire.REPORT_EPOCH, wire.TRIAL_MESSAGE)}
 
     def call(self, name: str, message: dict, timeout: float = RPC_TIMEOUT_S) -> dict:
@@ -79,10 +78,7 @@ def remote_oracle(client: CoordinatorClient, objective, max_trials):
 
     service = protos.get_service()
     stub = client.oracle_stub
-    end_trial_and_next = client.channel.unary_unary(
-        wire.method(wire.END_TRIAL_AND_NEXT),
-        request_serializer=service.EndTrialRequest.SerializeToString,
-        response_deserializer=service.CreateTrialResponse.FromString)
+    end_trial_and_next = wire.stub(client.channel, wire.END_TRIAL_AND_NEXT)
 
     def call(method, request):
         try:

@@ -115,10 +115,11 @@ class Coordinator:
             servicer = _oracle_servicer(self)
             protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
             server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(wire.SERVICE, {
-                wire.HEARTBEAT: self._unary(self._heartbeat),
-                wire.REPORT_EPOCH: self._unary(self._report_epoch),
-                wire.TRIAL_MESSAGE: self._unary(self._trial_message),
-                **servicer.handlers(),
+                wire.HEARTBEAT: self._unary(wire.HEARTBEAT, self._heartbeat),
+                wire.REPORT_EPOCH: self._unary(wire.REPORT_EPOCH, self._report_epoch),
+                wire.TRIAL_MESSAGE: self._unary(wire.TRIAL_MESSAGE, self._trial_message),
+                wire.END_TRIAL_AND_NEXT: wire.handler(wire.END_TRIAL_AND_NEXT,
+                                                      servicer.EndTrialAndNext),
             })])
             where = f"{bind_host}:{port}"
             bound["port"] = (server.add_secure_port(where, auth.server_credentials(self.tls))
@@ -141,12 +142,11 @@ class Coordinator:
             loop.close()
 
     @staticmethod
-    def _unary(fn):
-        async def handler(request, context):
+    def _unary(name, fn):
+        async def behaviour(request, context):
             return fn(auth.worker_id_of(context), request)
 
-        return grpc.unary_unary_rpc_method_handler(
-            handler, request_deserializer=wire.decode, response_serializer=wire.encode)
+        return wire.handler(name, behaviour)
 
     def stop(self, grace_s: float = 1.0) -> None:
         thread, self._server_thread = self._server_thread, None
@@ -468,12 +468,6 @@ def _oracle_servicer(coordinator: Coordinator):
             """EndTrial, then CreateTrial for the same worker, in one round trip."""
             await self.EndTrial(request, context)
             return await self.CreateTrial(service.CreateTrialRequest(), context)
-
-        def handlers(self):
-            """The calls keras-tuner's service lacks, on the coordinator's own service."""
-            return {wire.END_TRIAL_AND_NEXT: grpc.unary_unary_rpc_method_handler(
-                self.EndTrialAndNext, request_deserializer=service.EndTrialRequest.FromString,
-                response_serializer=service.CreateTrialResponse.SerializeToString)}
 
         @staticmethod
         def _ended(proto):

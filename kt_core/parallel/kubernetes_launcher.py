@@ -232,8 +232,6 @@ class KubernetesLauncher:
         created: when the Tuner container restarts (OOM, a crash) the pod, and so its
         owned Jobs, live on; their workers would go on training against a coordinator
         that is gone, writing checkpoints of trials the resumed search runs again."""
-        from kubernetes.client.exceptions import ApiException
-
         uid = (self.own_pod().get("metadata") or {}).get("uid")
         selector = ",".join(f"{k}={v}" for k, v in labels_for("").items() if k != SEARCH_LABEL)
         jobs = _plain(self.batch.list_namespaced_job(self.namespace, label_selector=selector))
@@ -244,15 +242,8 @@ class KubernetesLauncher:
             search_id = (meta.get("labels") or {}).get(SEARCH_LABEL, "")
             log.warning("deleting worker Job %s/%s left by an earlier run of this step "
                         "(the container restarted)", self.namespace, meta.get("name"))
-            for delete, name, kwargs in (
-                    (self.batch.delete_namespaced_job, meta.get("name"),
-                     {"propagation_policy": "Background"}),
-                    (self.core.delete_namespaced_secret, secret_name_for(search_id), {})):
-                try:
-                    delete(name, self.namespace, **kwargs)
-                except ApiException as e:
-                    if e.status != 404:
-                        log.warning("could not delete %s: %s %s", name, e.status, e.reason)
+            self._delete("Job", meta.get("name"))
+            self._delete("Secret", secret_name_for(search_id))
 
     def poll(self) -> List[Tuple[str, str]]:
         """Worker pods that failed or vanished (evicted, preempted node) since the last poll."""
@@ -294,19 +285,23 @@ class KubernetesLauncher:
 
     def stop(self, grace_s: float = 0.0, connected=()) -> None:
         """Deletes the Job (and with it its pods) and the Secret."""
+        for kind, name in reversed(self.created):
+            self._delete(kind, name)
+        self.created = []
+
+    def _delete(self, kind: str, name: str) -> None:
+        """A Job (its pods go with it) or a Secret; already gone is fine."""
         from kubernetes.client.exceptions import ApiException
 
-        for kind, name in reversed(self.created):
-            try:
-                if kind == "Job":
-                    self.batch.delete_namespaced_job(name, self.namespace,
-                                                     propagation_policy="Background")
-                else:
-                    self.core.delete_namespaced_secret(name, self.namespace)
-            except ApiException as e:
-                if e.status != 404:
-                    log.warning("could not delete %s %s: %s %s", kind, name, e.status, e.reason)
-        self.created = []
+        try:
+            if kind == "Job":
+                self.batch.delete_namespaced_job(name, self.namespace,
+                                                 propagation_policy="Background")
+            else:
+                self.core.delete_namespaced_secret(name, self.namespace)
+        except ApiException as e:
+            if e.status != 404:
+                log.warning("could not delete %s %s: %s %s", kind, name, e.status, e.reason)
 
 
 def _plain(obj) -> Dict[str, Any]:
