@@ -10,11 +10,15 @@ coordinator_handout: one real coordinator (keras-tuner RandomSearch oracle, toke
   leases, durable state on disk) and 64 simulated workers over real gRPC (2 client
   processes x 32 coroutines), each running instant one-epoch trials as fast as it can
   with the calls a real worker makes; time from asking for a trial to getting it (for
-  our workers that is the call that ends one trial and brings the next). Baseline: keras-tuner's own chief servicer
+  our workers that is the call that ends one trial, carrying its epoch, and brings the
+  next); also, per side, a worker's whole wait between two trials (every call it makes
+  after one trial ends until it holds the next: keras-tuner's worker makes four, ours
+  one, or two with median stopping). Baseline: keras-tuner's own chief servicer
   (distribute/oracle_chief.py, its single-thread gRPC server) under the same load.
   Also reported: the transport floor, the same workers against a gRPC server with no
-  oracle behind it (what gRPC and the simulation alone cost on these 2 cores), and ours
-  over TLS, as worker pods reach it.
+  oracle behind it (what gRPC and the simulation alone cost on these 2 cores), ours
+  over TLS, as worker pods reach it, and ours with median stopping on (workers then
+  also send each epoch as it ends).
 
 Run alone: `python -m benchmarks.bench_parallel [--case NAME] [--quick]`.
 """
@@ -154,12 +158,14 @@ def _same(a, b):
 
 # -- coordinator_handout -------------------------------------------------------------
 
-def _client_process(address, token, stock, worker_ids, ready, go, queue, cert=None):
+def _client_process(address, token, calls, worker_ids, ready, go, queue, cert=None):
     """Simulated workers (coroutines on one grpc.aio event loop) in one process, each
     running instant one-epoch trials with the calls a real worker makes, as fast as it
-    can. Ours (kt_core.parallel.client): ReportEpoch, then EndTrialAndNext, which ends
-    the trial and brings the next (CreateTrial only for the first). keras-tuner's worker
-    (BaseTuner with its OracleClient): CreateTrial, GetTrial, UpdateTrial, EndTrial.
+    can. `calls`: "ours" (kt_core.parallel.client): EndTrialAndNext, which ends the trial,
+    carries its epoch and brings the next (CreateTrial only for the first); "ours_each_epoch"
+    (ours with median stopping on): ReportEpoch, then EndTrialAndNext; "stock"
+    (keras-tuner's BaseTuner with its OracleClient): CreateTrial, GetTrial, UpdateTrial,
+    EndTrial.
     On a cluster workers run on other machines; coroutines keep what the simulation
     itself costs off the coordinator's cores as far as possible (threads with blocking
     stubs cost about twice the CPU per call). Our workers send the token and their id as
@@ -177,7 +183,9 @@ def _client_process(address, token, stock, worker_ids, ready, go, queue, cert=No
     running, stopped = TrialStatus.to_proto(TrialStatus.RUNNING), TrialStatus.to_proto(TrialStatus.STOPPED)
     completed = TrialStatus.to_proto(TrialStatus.COMPLETED)
 
-    async def work(worker_id, latencies):
+    stock = calls == "stock"
+
+    async def work(worker_id, latencies, between):
         metadata = None if stock else ((auth._AUTH_KEY, f"Bearer {token}"),
                                        (auth.WORKER_KEY, worker_id))
         if cert:
@@ -192,14 +200,18 @@ def _client_process(address, token, stock, worker_ids, ready, go, queue, cert=No
             options = dict(timeout=600, metadata=metadata)
             ask = lambda: stub.CreateTrial(service.CreateTrialRequest(tuner_id=worker_id),  # noqa: E731
                                            wait_for_ready=True, **options)
-            t0 = time.perf_counter()
+            t0, ended_at = time.perf_counter(), None
             trial = (await ask()).trial
             while trial.status != stopped:
                 if trial.status != running:  # IDLE: ask again
                     t0 = time.perf_counter()
                     trial = (await ask()).trial
                     continue
-                latencies.append(time.perf_counter() - t0)
+                now = time.perf_counter()
+                latencies.append(now - t0)
+                if ended_at is not None:  # every call since the last trial ended
+                    between.append(now - ended_at)
+                ended_at = now  # an instant trial: over as soon as it is handed out
                 if stock:
                     trial = (await stub.GetTrial(service.GetTrialRequest(trial_id=trial.trial_id),
                                                  **options)).trial
@@ -210,21 +222,24 @@ def _client_process(address, token, stock, worker_ids, ready, go, queue, cert=No
                     t0 = time.perf_counter()
                     trial = (await ask()).trial
                     continue
-                await report_epoch({"trial_id": trial.trial_id, "execution": 0, "epoch": 0,
-                                    "logs": {"loss": 0.5}}, **options)
+                epochs = [{"execution": 0, "epoch": 0, "logs": {"loss": 0.5}}]
+                if calls == "ours_each_epoch":
+                    await report_epoch({"trial_id": trial.trial_id, "epochs": epochs}, **options)
+                    epochs = []
                 observation = trial.metrics.metrics["loss"].observations.add(step=0)
                 observation.value.append(0.5)
                 trial.status = completed
                 t0 = time.perf_counter()
-                trial = (await end_and_next(service.EndTrialRequest(trial=trial), **options)).trial
+                trial = (await end_and_next(wire.EndAndNext(service.EndTrialRequest(trial=trial),
+                                                            epochs), **options)).trial
 
     async def main():
-        latencies = []
+        latencies, between = [], []
         ready.put(len(worker_ids))
         await asyncio.get_running_loop().run_in_executor(None, go.wait)
         cpu = time.process_time()
-        await asyncio.gather(*(work(w, latencies) for w in worker_ids))
-        queue.put((latencies, time.time(), time.process_time() - cpu))
+        await asyncio.gather(*(work(w, latencies, between) for w in worker_ids))
+        queue.put((latencies, between, time.time(), time.process_time() - cpu))
 
     asyncio.run(main())
 
@@ -242,15 +257,17 @@ def _oracle(directory, trials):
     return oracle
 
 
-def _serve_ours(directory, trials, workers, tls=False):
+def _serve_ours(directory, trials, workers, tls=False, median_stopping=False):
     from kt_core import results
     from kt_core.parallel import auth
     from kt_core.parallel.coordinator import Coordinator
+    from kt_core.parallel.median_stopping import MedianStoppingRule
 
     oracle = _oracle(directory, trials)
     recorder = results.TrialRecorder(os.path.join(directory, "tuner_results.json"))
     coordinator = Coordinator(oracle, recorder, auth.new_token(),
-                              tls=auth.new_tls_identity() if tls else None)
+                              tls=auth.new_tls_identity() if tls else None,
+                              median_rule=MedianStoppingRule("min") if median_stopping else None)
     port = coordinator.start()
     return (f"127.0.0.1:{port}", coordinator.token, coordinator.stop,
             lambda: len(oracle.end_order), coordinator.tls.cert_pem if tls else None)
@@ -259,6 +276,11 @@ def _serve_ours(directory, trials, workers, tls=False):
 def _serve_ours_tls(directory, trials, workers):
     """Ours as worker pods reach it: over TLS."""
     return _serve_ours(directory, trials, workers, tls=True)
+
+
+def _serve_ours_median_stopping(directory, trials, workers):
+    """Ours with the median stopping rule on (its workers report each epoch)."""
+    return _serve_ours(directory, trials, workers, median_stopping=True)
 
 
 def _serve_stock(directory, trials, workers):
@@ -340,17 +362,18 @@ def _serve_floor(directory, trials, workers):
 
 
 def _handout_run(server, workers, trials, processes):
-    """server: "ours", "ours_tls", "stock" or "floor"."""
+    """server: "ours", "ours_each_epoch" (ours, workers with median stopping on),
+    "ours_tls", "stock" or "floor"."""
     ctx = multiprocessing.get_context("spawn")
-    stock = server == "stock"  # its workers' calls; the others: our workers'
-    serve = {"ours": _serve_ours, "ours_tls": _serve_ours_tls, "stock": _serve_stock,
-             "floor": _serve_floor}[server]
+    calls = server if server in ("stock", "ours_each_epoch") else "ours"  # what workers send
+    serve = {"ours": _serve_ours, "ours_each_epoch": _serve_ours_median_stopping, "ours_tls": _serve_ours_tls,
+             "stock": _serve_stock, "floor": _serve_floor}[server]
     with tempfile.TemporaryDirectory(prefix="kt-bench-handout-") as tmp:
         address, token, stop, ended, cert = serve(tmp, trials, workers)
         queue, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
         ids = [f"sim-{i}" for i in range(workers)]
         procs = [ctx.Process(target=_client_process,
-                             args=(address, token, stock, ids[p::processes], ready, go, queue,
+                             args=(address, token, calls, ids[p::processes], ready, go, queue,
                                    cert))
                  for p in range(processes)]
         for p in procs:
@@ -359,10 +382,11 @@ def _handout_run(server, workers, trials, processes):
             ready.get(timeout=600)
         start, server_cpu = time.time(), _cpu()
         go.set()
-        latencies, ends, client_cpu = [], [], 0.0
+        latencies, between, ends, client_cpu = [], [], [], 0.0
         for _ in procs:
-            mine, end, cpu = queue.get(timeout=900)
+            mine, waits, end, cpu = queue.get(timeout=900)
             latencies.extend(mine)
+            between.extend(waits)
             ends.append(end)
             client_cpu += cpu
         server_cpu = _cpu() - server_cpu
@@ -374,6 +398,7 @@ def _handout_run(server, workers, trials, processes):
     latencies.sort()
     return {"median_s": statistics.median(latencies),
             "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+            "between_trials_median_s": statistics.median(between) if between else None,
             "handouts": len(latencies), "trials_ended": done, "wall_s": wall,
             "trials_per_s": done / wall, "server_cpu_s": server_cpu,
             "simulated_workers_cpu_s": client_cpu}
@@ -395,6 +420,7 @@ def coordinator_handout(quick: bool = False):
     stock = _handout_run("stock", workers, trials, processes)
     floor = _handout_run("floor", workers, trials, processes)
     over_tls = _handout_run("ours_tls", workers, trials, processes)
+    each_epoch = _handout_run("ours_each_epoch", workers, trials, processes)
     # For scale: one worker alone, nobody to queue behind.
     alone = {"ours": _handout_run("ours", 1, 50, 1)["median_s"],
              "stock_keras_tuner": _handout_run("stock", 1, 50, 1)["median_s"]}
@@ -412,11 +438,15 @@ def coordinator_handout(quick: bool = False):
         ours_over_tls={**{k: _r(v, 4) for k, v in over_tls.items()},
                        "what": "ours as worker pods reach it (TLS); the goal is judged on "
                                "`ours`, local workers' plaintext loopback"},
+        ours_median_stopping={**{k: _r(v, 4) for k, v in each_epoch.items()},
+                              "what": "ours with median stopping on: workers also send each "
+                                      "epoch as it ends (ReportEpoch), to hear whether to stop"},
         one_worker_alone_median_s={k: _r(v, 4) for k, v in alone.items()},
         simulated_workers=workers, client_processes=processes, trials=trials,
-        trial="instant, one epoch, with the calls each side's worker makes: ours ReportEpoch + "
-              "EndTrialAndNext (which brings the next trial); keras-tuner's CreateTrial, "
-              "GetTrial, UpdateTrial, EndTrial",
+        trial="instant, one epoch, with the calls each side's worker makes: ours "
+              "EndTrialAndNext (which carries the epoch and brings the next trial; with median "
+              "stopping, ReportEpoch first); keras-tuner's CreateTrial, GetTrial, UpdateTrial, "
+              "EndTrial",
         cpus=len(os.sched_getaffinity(0)),
         load_average_before=[round(x, 2) for x in load_before],
         load_average_after=[round(x, 2) for x in load_after])

@@ -68,6 +68,20 @@ def test_median_stopping_rule():
     up = MedianStoppingRule("max", min_completed_trials=1, min_epochs=1)
     up.add_completed("x", {0: 0.9, 1: 0.95})
     assert up.report("y", 0, 0.5) and not up.report("z", 0, 0.93)
+    # The median kept as trials complete is the median of their curves (a trial
+    # completed again, e.g. resumed and re-recorded, counts once).
+    import random
+    import statistics
+
+    rng, rule, curves = random.Random(0), MedianStoppingRule("min", min_completed_trials=1), {}
+    for i in range(300):
+        trial_id = str(rng.randint(0, 60))
+        curve = {e: rng.random() for e in range(rng.randint(1, 4))}
+        rule.add_completed(trial_id, curve)
+        curves[trial_id] = {e: min(v for k, v in curve.items() if k <= e) for e in curve}
+        epoch = rng.randint(0, 3)
+        reached = [c[epoch] for c in curves.values() if epoch in c]
+        assert rule.median_at(epoch) == (statistics.median(reached) if reached else None)
 
 
 def test_config_keys_for_parallel_search():
@@ -114,6 +128,39 @@ def test_incremental_failure_check_raises_as_keras_tuners_rescan_does():
             oracle.end_order.append(str(i))
             if rng.random() < 0.7:  # called at most trial ends, as keras-tuner does
                 assert outcome(incremental) == outcome(oracle._check_consecutive_failures)
+
+
+def test_hyperparameter_copy_is_keras_tuners_and_the_coordinator_uses_it(tmp_path):
+    import keras_tuner
+
+    from kt_core.oracles import CopyOf, copy_hyperparameters
+
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("fixed", 3)
+    hp.Boolean("flag", default=True)
+    model = hp.Choice("model", ["mlp", "cnn"], ordered=False)
+    with hp.conditional_scope("model", "cnn"):
+        hp.Int("filters", 8, 64, step=8, sampling="linear", default=16)
+    with hp.conditional_scope("model", ["mlp"]):
+        hp.Float("lr", 1e-4, 1e-1, sampling="log")
+        hp.Float("dropout", 0.0, 0.5, step=0.1)
+    assert model == "mlp"
+    copy, theirs = copy_hyperparameters(hp), hp.copy()
+    assert copy.get_config() == theirs.get_config()
+    assert [type(p) for p in copy.space] == [type(p) for p in theirs.space]
+    assert copy.is_active("lr") and not copy.is_active("filters")
+    copy.values["lr"] = 0.5
+    copy.Int("added", 1, 2)
+    assert hp.values["lr"] != 0.5 and "added" not in hp  # a copy, not a view
+
+    coordinator, _ = _coordinator(tmp_path)
+    try:
+        space = coordinator.oracle.hyperparameters
+        assert isinstance(space.copy, CopyOf) and space.copy.hyperparameters is space
+        coordinator.oracle.create_trial("w")  # keras-tuner's create_trial copies the space
+    finally:
+        coordinator.stop()
+    assert "copy" not in vars(space)  # keras-tuner's own again
 
 
 # -- the coordinator over real gRPC, without training ---------------------------------
@@ -305,6 +352,53 @@ def test_one_call_between_trials_and_keras_tuners_own_calls_still_served(tmp_pat
         assert scores == {first.trial_id: 0.25, third.trial_id: 0.75}
         client.close()
         channel.close()
+    finally:
+        coordinator.stop()
+
+
+def test_epochs_wait_for_the_trials_end_unless_median_stopping_needs_each(tmp_path):
+    """Without median stopping a short trial's epochs travel with its end (no call per
+    epoch); with it, each epoch is sent as it ends. Either way each is recorded once."""
+    from keras_tuner.src.engine.trial import TrialStatus
+
+    from kt_core.parallel.client import RemoteTrialLog, remote_oracle
+
+    coordinator, address = _coordinator(tmp_path)
+    try:
+        client, _ = _worker(address, coordinator.token, "w")
+        trial_log = RemoteTrialLog(client, report_each_epoch=False, report_every_s=3600)
+        oracle = remote_oracle(client, "loss", 3, unreported=trial_log.unreported)
+
+        def run(losses):
+            trial = oracle.create_trial("ignored")
+            trial_log.trial_begin(trial.trial_id)
+            trial_log.execution_begin(trial.trial_id)
+            sent = []
+            for epoch, loss in enumerate(losses):
+                trial_log.epoch_end(trial.trial_id, epoch, {"loss": loss})
+                with coordinator._cond:
+                    sent.append(coordinator.status()["workers"]["w"]["epochs_done"])
+            oracle.update_trial(trial.trial_id, {"loss": min(losses)}, step=0)
+            trial.status = TrialStatus.COMPLETED
+            oracle.end_trial(trial)
+            return trial.trial_id, sent
+
+        quiet, sent_quiet = run([0.9, 0.5, 0.7])
+        assert sent_quiet == [0, 0, 0]  # nothing sent before the end
+        trial_log.report_each_epoch = True  # what the worker does with median stopping on
+        eager, sent_eager = run([0.8, 0.6])
+        assert sent_eager == [1, 2]
+        trial_log.report_each_epoch, trial_log.report_every_s = False, 0.0  # a long trial
+        slow, sent_slow = run([0.4])
+        assert sent_slow == [1]
+        coordinator.state.flush()
+        with open(tmp_path / "tuner_results.json") as f:
+            epochs = {r["trial_id"]: r["metrics"] for r in json.load(f)}
+        assert epochs == {
+            quiet: [[{"epoch": 0, "loss": 0.9}, {"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.7}]],
+            eager: [[{"epoch": 0, "loss": 0.8}, {"epoch": 1, "loss": 0.6}]],
+            slow: [[{"epoch": 0, "loss": 0.4}]]}
+        client.close()
     finally:
         coordinator.stop()
 

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import grpc
 
@@ -62,7 +62,8 @@ def _lease_lost_or_raise(e: grpc.RpcError):
     raise e
 
 
-def remote_oracle(client: CoordinatorClient, objective, max_trials):
+def remote_oracle(client: CoordinatorClient, objective, max_trials,
+                  unreported: Callable[[str], list] = lambda trial_id: []):
     """A keras_tuner Oracle whose every decision is made by the coordinator.
 
     Between two trials a worker makes one call: keras-tuner's worker asks
@@ -70,7 +71,8 @@ def remote_oracle(client: CoordinatorClient, objective, max_trials):
     `create_trial` (four round trips). Here the running trial is kept locally:
     `get_trial` and `update_trial` act on it with the Oracle's own bookkeeping,
     and `end_trial` sends it, metrics included, in one call that also brings back
-    the next trial (`wire.END_TRIAL_AND_NEXT`); `create_trial` hands that out."""
+    the next trial (`wire.END_TRIAL_AND_NEXT`); `create_trial` hands that out.
+    `unreported(trial_id)`: the trial's epochs to send with its end (RemoteTrialLog)."""
     from keras_tuner import Oracle
     from keras_tuner.src import protos
     from keras_tuner.src.engine import hyperparameters as hp_module
@@ -126,7 +128,8 @@ def remote_oracle(client: CoordinatorClient, objective, max_trials):
                                                      "message": trial.message})
                 except grpc.RpcError as e:
                     _lease_lost_or_raise(e)
-            response = call(end_trial_and_next, service.EndTrialRequest(trial=trial.to_proto()))
+            response = call(end_trial_and_next, wire.EndAndNext(
+                service.EndTrialRequest(trial=trial.to_proto()), unreported(trial.trial_id)))
             self._next = trial_module.Trial.from_proto(response.trial)
 
         def get_trial(self, trial_id):
@@ -153,19 +156,31 @@ def remote_oracle(client: CoordinatorClient, objective, max_trials):
 
 
 class RemoteTrialLog(results_lib.TrialRecorder):
-    """Keeps the local bookkeeping a TrialRecorder keeps, but writes nothing: each epoch
-    goes to the coordinator, which records it and says whether to go on."""
+    """Keeps the local bookkeeping a TrialRecorder keeps, but writes nothing: epochs go
+    to the coordinator, which records them and says whether to go on.
 
-    def __init__(self, client: CoordinatorClient):
+    With `report_each_epoch` (median stopping: the answer decides whether the trial goes
+    on) every epoch is sent as it ends. Otherwise an epoch is sent once `report_every_s`
+    passed since the last send, and the rest go with the trial's end (`unreported`): the
+    coordinator still sees a long trial's progress, and a short trial costs one call."""
+
+    def __init__(self, client: CoordinatorClient, report_each_epoch: bool = True,
+                 report_every_s: float = 1.0):
         super().__init__(results_path="", resume=False)
         self.client = client
+        self.report_each_epoch = report_each_epoch
+        self.report_every_s = report_every_s
         self._execution = {}
         self._stop = set()
+        self._unsent = {}  # trial_id -> epochs not sent yet
+        self._sent_at = {}  # trial_id -> when its epochs were last sent (or it began)
 
     def trial_begin(self, trial_id: str) -> None:
         super().trial_begin(trial_id)
         self._execution[trial_id] = -1
         self._stop.discard(trial_id)
+        self._unsent[trial_id] = []
+        self._sent_at[trial_id] = time.monotonic()
 
     def execution_begin(self, trial_id: str) -> None:
         super().execution_begin(trial_id)
@@ -173,15 +188,27 @@ class RemoteTrialLog(results_lib.TrialRecorder):
 
     def epoch_end(self, trial_id: str, epoch: int, logs=None) -> None:
         super().epoch_end(trial_id, epoch, logs)
-        reply = self.client.call(wire.REPORT_EPOCH, {
-            "trial_id": trial_id, "execution": max(self._execution.get(trial_id, 0), 0),
-            "epoch": int(epoch),
-            "logs": {k: results_lib._number(v) for k, v in (logs or {}).items()}})
+        unsent = self._unsent.setdefault(trial_id, [])
+        unsent.append({"execution": max(self._execution.get(trial_id, 0), 0), "epoch": int(epoch),
+                       "logs": {k: results_lib._number(v) for k, v in (logs or {}).items()}})
+        if (self.report_each_epoch
+                or time.monotonic() - self._sent_at.get(trial_id, 0.0) >= self.report_every_s):
+            self._send(trial_id)
+
+    def _send(self, trial_id: str) -> None:
+        epochs, self._unsent[trial_id] = self._unsent.get(trial_id, []), []
+        self._sent_at[trial_id] = time.monotonic()
+        reply = self.client.call(wire.REPORT_EPOCH, {"trial_id": trial_id, "epochs": epochs})
         if not reply.get("leased", True):
             log.warning("worker %s: trial %s is no longer ours; stopping it", self.client.worker_id,
                         trial_id)
         if reply.get("stop"):
             self._stop.add(trial_id)
+
+    def unreported(self, trial_id: str) -> list:
+        """The trial's epochs not sent yet, for the call that ends it; forgets them."""
+        self._sent_at.pop(trial_id, None)
+        return self._unsent.pop(trial_id, None) or []
 
     def should_stop(self, trial_id: str, epoch: int, logs=None) -> bool:
         return trial_id in self._stop

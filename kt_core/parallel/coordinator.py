@@ -35,7 +35,7 @@ from typing import Callable, Dict, Optional
 import grpc
 
 from kt_core import results as results_lib
-from kt_core.oracles import IncrementalFailureCheck
+from kt_core.oracles import CopyOf, IncrementalFailureCheck
 from kt_core.parallel import auth, wire
 from kt_core.parallel.median_stopping import MedianStoppingRule
 from kt_core.search import SearchError
@@ -88,7 +88,9 @@ class Coordinator:
         self._epochs_reported: Dict[str, int] = {}
         self.state = StateWriter(oracle, recorder, self._cond, status_path=status_path,
                                  status=self.status)
-        oracle._check_consecutive_failures = IncrementalFailureCheck(oracle)  # stop() removes it
+        # Lighter equivalents of keras-tuner's, on these instances; stop() removes them.
+        oracle._check_consecutive_failures = IncrementalFailureCheck(oracle)
+        oracle.hyperparameters.copy = CopyOf(oracle.hyperparameters)
 
     # -- serving ----------------------------------------------------------------
 
@@ -157,6 +159,7 @@ class Coordinator:
             thread.join()
         self.state.stop()
         self.oracle.__dict__.pop("_check_consecutive_failures", None)
+        self.oracle.hyperparameters.__dict__.pop("copy", None)
 
     def _notify(self) -> None:
         """Wakes the long polls (from any thread): something they wait for may have changed."""
@@ -257,14 +260,16 @@ class Coordinator:
         self.handouts.append((trial.trial_id, worker_id))
         log.info("trial %s -> worker %s", trial.trial_id, worker_id)
 
-    def end_trial(self, worker_id: str, trial, metrics=None) -> None:
+    def end_trial(self, worker_id: str, trial, metrics=None, epochs=()) -> None:
         """`metrics`: the MetricsTracker proto the worker sent with the trial's end; given
         to the oracle as the worker's update_trial calls would have been, unless those
-        came already (keras-tuner's own workers send UpdateTrial)."""
+        came already (keras-tuner's own workers send UpdateTrial). `epochs`: the trial's
+        epochs the worker had not reported yet (see client.RemoteTrialLog)."""
         with self._cond:
             self._touch(worker_id)
             if not self.holds(worker_id, trial.trial_id):
                 raise LeaseLost(trial.trial_id, worker_id)
+            self._record_epochs(trial.trial_id, epochs)
             if metrics is not None and not self.oracle.trials[trial.trial_id].metrics.metrics:
                 for step, values in _update_calls(metrics):
                     self.oracle.update_trial(trial.trial_id, values, step=step)
@@ -342,26 +347,35 @@ class Coordinator:
         return {"finished": self._finished.is_set()}
 
     def _report_epoch(self, worker_id: str, request) -> dict:
-        trial_id, epoch = request["trial_id"], int(request["epoch"])
-        logs = request.get("logs") or {}
+        trial_id = request["trial_id"]
         with self._cond:
             self._touch(worker_id)
             if not self.holds(worker_id, trial_id):
                 return {"stop": True, "leased": False}
-            while self._executions.get(trial_id, 0) <= int(request.get("execution", 0)):
+            return {"stop": self._record_epochs(trial_id, request.get("epochs") or ()),
+                    "leased": True}
+
+    def _record_epochs(self, trial_id: str, epochs) -> bool:
+        """Records a held trial's epochs ({execution, epoch, logs}, in order); True when
+        the median stopping rule says it should stop. Caller holds the lock."""
+        stop = False
+        for report in epochs:
+            epoch, logs = int(report["epoch"]), report.get("logs") or {}
+            while self._executions.get(trial_id, 0) <= int(report.get("execution", 0)):
                 self.recorder.execution_begin(trial_id)
                 self._executions[trial_id] = self._executions.get(trial_id, 0) + 1
             self.recorder.epoch_end(trial_id, epoch, logs)
             self._epochs_reported[trial_id] = self._epochs_reported.get(trial_id, 0) + 1
-            self.state.status_changed()
-            stop = False
             if self.median_rule is not None:
-                stop = self.median_rule.report(trial_id, epoch, objective_value(self.oracle.objective, logs))
+                stop = self.median_rule.report(trial_id, epoch,
+                                               objective_value(self.oracle.objective, logs))
                 if stop and trial_id not in self._stop_announced:
                     self._stop_announced.add(trial_id)
                     log.info("median stopping: trial %s stops after epoch %d (median of completed "
                              "trials: %s)", trial_id, epoch + 1, self.median_rule.median_at(epoch))
-            return {"stop": stop, "leased": True}
+        if epochs:
+            self.state.status_changed()
+        return stop
 
     def _trial_message(self, worker_id: str, request) -> dict:
         with self._cond:
@@ -394,14 +408,17 @@ def objective_value(objective, logs) -> Optional[float]:
 
 def _update_calls(metrics_proto):
     """(step, {metric: value}) for each update_trial call a MetricsTracker proto holds:
-    one value per execution at each step, every metric of a call reported together."""
-    from keras_tuner.src.engine import metrics_tracking
-
+    one value per execution at each step, every metric of a call reported together.
+    Read off the proto as keras-tuner's MetricsTracker.from_proto reads it (observations
+    of one step merged, in order), without building its objects."""
     calls = collections.defaultdict(dict)
-    for name, history in metrics_tracking.MetricsTracker.from_proto(metrics_proto).metrics.items():
-        for observation in history.get_history():
-            for i, value in enumerate(observation.value):
-                calls[(observation.step, i)][name] = value
+    for name, history in metrics_proto.metrics.items():
+        per_step = collections.defaultdict(list)
+        for observation in history.observations:
+            per_step[observation.step].extend(observation.value)
+        for step, values in per_step.items():
+            for i, value in enumerate(values):
+                calls[(step, i)][name] = value
     return [(step, values) for (step, _), values in sorted(calls.items())]
 
 
@@ -456,17 +473,19 @@ def _oracle_servicer(coordinator: Coordinator):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 str(LeaseLost(request.trial_id, worker_id)))
 
-        async def EndTrial(self, request, context):
+        async def EndTrial(self, request, context, epochs=()):
             worker_id = auth.worker_id_of(context)
             try:
-                coordinator.end_trial(worker_id, self._ended(request.trial), request.trial.metrics)
+                coordinator.end_trial(worker_id, self._ended(request.trial), request.trial.metrics,
+                                      epochs)
             except LeaseLost as e:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             return service.EndTrialResponse()
 
-        async def EndTrialAndNext(self, request, context):
-            """EndTrial, then CreateTrial for the same worker, in one round trip."""
-            await self.EndTrial(request, context)
+        async def EndTrialAndNext(self, request: wire.EndAndNext, context):
+            """EndTrial (with the epochs not reported yet), then CreateTrial for the same
+            worker, in one round trip."""
+            await self.EndTrial(request.request, context, request.epochs)
             return await self.CreateTrial(service.CreateTrialRequest(), context)
 
         @staticmethod

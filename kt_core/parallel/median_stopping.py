@@ -8,8 +8,8 @@ Pure bookkeeping: the coordinator feeds it the epochs workers report.
 
 from __future__ import annotations
 
-import statistics
-from typing import Dict, Optional
+import bisect
+from typing import Dict, List, Optional
 
 
 class MedianStoppingRule:
@@ -21,6 +21,9 @@ class MedianStoppingRule:
         self.min_epochs = min_epochs
         self._running: Dict[str, Dict[int, float]] = {}  # trial -> epoch -> best so far
         self._completed: Dict[str, Dict[int, float]] = {}
+        # epoch -> the completed trials' best-so-far values there, sorted: a report costs
+        # a lookup, not a sort of every completed trial.
+        self._sorted: Dict[int, List[float]] = {}
         self._stopped = set()
 
     @classmethod
@@ -53,17 +56,23 @@ class MedianStoppingRule:
 
     def median_at(self, epoch: int) -> Optional[float]:
         """Median best-so-far of completed trials that reached `epoch`, or None if too few."""
-        values = [c[epoch] for c in self._completed.values() if epoch in c]
-        if len(values) < self.min_completed_trials:
+        values = self._sorted.get(epoch, ())
+        n = len(values)
+        if n < self.min_completed_trials:
             return None
-        return statistics.median(values)
+        return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
 
     def complete(self, trial_id: str) -> None:
         """A trial ended normally: its curve becomes part of the reference."""
         curve = self._running.pop(trial_id, None)
         self._stopped.discard(trial_id)
         if curve:
+            for epoch, value in self._completed.pop(trial_id, {}).items():  # completed again
+                values = self._sorted[epoch]
+                del values[bisect.bisect_left(values, value)]
             self._completed[trial_id] = curve
+            for epoch, value in curve.items():
+                bisect.insort(self._sorted.setdefault(epoch, []), value)
 
     def discard(self, trial_id: str) -> None:
         """A trial failed or goes back to the queue: forget what it reported."""

@@ -9,17 +9,28 @@ call that carries a trial uses keras-tuner's messages.
 from __future__ import annotations
 
 import json
+from typing import List, NamedTuple
 
 import grpc
 
 SERVICE = "kt_pipelines.Coordinator"
 HEARTBEAT = "Heartbeat"      # {} -> {"finished": bool}
-REPORT_EPOCH = "ReportEpoch"  # {trial_id, execution, epoch, logs} -> {"stop": bool, "leased": bool}
+# {trial_id, epochs: [{execution, epoch, logs}, ...]} -> {"stop": bool, "leased": bool}
+REPORT_EPOCH = "ReportEpoch"
 # {trial_id, message} -> {}: a failed trial's error, which keras-tuner's Trial proto drops.
 TRIAL_MESSAGE = "TrialMessage"
-# EndTrialRequest -> CreateTrialResponse: a worker's trial ends (with its metrics) and its
-# next trial comes back, one round trip between trials (keras-tuner's worker makes four).
+# EndAndNext -> CreateTrialResponse: a worker's trial ends (with its metrics and the epochs
+# it did not report yet) and its next trial comes back, one round trip between trials
+# (keras-tuner's worker makes four).
 END_TRIAL_AND_NEXT = "EndTrialAndNext"
+
+
+class EndAndNext(NamedTuple):
+    """EndTrialAndNext's request: keras-tuner's EndTrialRequest and the trial's epochs not
+    sent by ReportEpoch yet ([{execution, epoch, logs}], as ReportEpoch sends them).
+    On the wire: 4-byte length of the JSON epochs, the JSON, the request proto."""
+    request: object
+    epochs: List[dict] = []
 
 
 def method(name: str) -> str:
@@ -40,8 +51,17 @@ def _codecs(name: str):
         from keras_tuner.src import protos
 
         service = protos.get_service()
-        return (service.EndTrialRequest.SerializeToString, service.EndTrialRequest.FromString,
-                service.CreateTrialResponse.SerializeToString, service.CreateTrialResponse.FromString)
+
+        def serialize(message: EndAndNext) -> bytes:
+            epochs = encode(message.epochs)
+            return len(epochs).to_bytes(4, "big") + epochs + message.request.SerializeToString()
+
+        def parse(data: bytes) -> EndAndNext:
+            n = int.from_bytes(data[:4], "big")
+            return EndAndNext(service.EndTrialRequest.FromString(data[4 + n:]), decode(data[4:4 + n]))
+
+        return (serialize, parse, service.CreateTrialResponse.SerializeToString,
+                service.CreateTrialResponse.FromString)
     return encode, decode, encode, decode
 
 

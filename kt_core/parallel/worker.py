@@ -115,9 +115,11 @@ def run_trials(client, output_dir: str, started: float) -> None:
         keras.utils.set_random_seed(config.seed)
     data, hypermodel = search.load_inputs(config, spec["examples"], spec["label_key"],
                                           spec["module_file"], spec["schema"])
+    # Median stopping needs each epoch's answer; otherwise epochs may wait for the trial's end.
+    trial_log = RemoteTrialLog(client, report_each_epoch=config.median_stopping is not None)
     oracle = remote_oracle(client, search.make_objective(config),
-                           config.max_trials if config.tuner != "hyperband" else None)
-    trial_log = RemoteTrialLog(client)
+                           config.max_trials if config.tuner != "hyperband" else None,
+                           unreported=trial_log.unreported)
     tuner = search.build_tuner(config, hypermodel, data, output_dir, oracle=oracle,
                                recorder=trial_log)
     tuner.trial_stopper = trial_log.should_stop
