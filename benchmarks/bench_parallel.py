@@ -367,8 +367,8 @@ def _handout_run(server, workers, trials, processes):
     "ours_tls", "stock" or "floor"."""
     ctx = multiprocessing.get_context("spawn")
     calls = server if server in ("stock", "ours_each_epoch") else "ours"  # what workers send
-    serve = {"ours": _serve_ours, "ours_each_epoch": _serve_ours_median_stopping, "ours_tls": _serve_ours_tls,
-             "stock": _serve_stock, "floor": _serve_floor}[server]
+    serve = {"ours": _serve_ours, "ours_each_epoch": _serve_ours_median_stopping,
+             "ours_tls": _serve_ours_tls, "stock": _serve_stock, "floor": _serve_floor}[server]
     with tempfile.TemporaryDirectory(prefix="kt-bench-handout-") as tmp:
         address, token, stop, ended, cert = serve(tmp, trials, workers)
         queue, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()

@@ -74,7 +74,7 @@ def test_median_stopping_rule():
     import statistics
 
     rng, rule, curves = random.Random(0), MedianStoppingRule("min", min_completed_trials=1), {}
-    for i in range(300):
+    for _ in range(300):
         trial_id = str(rng.randint(0, 60))
         curve = {e: rng.random() for e in range(rng.randint(1, 4))}
         rule.add_completed(trial_id, curve)
@@ -157,7 +157,9 @@ def test_hyperparameter_copy_is_keras_tuners_and_the_coordinator_uses_it(tmp_pat
     try:
         space = coordinator.oracle.hyperparameters
         assert isinstance(space.copy, CopyOf) and space.copy.hyperparameters is space
-        coordinator.oracle.create_trial("w")  # keras-tuner's create_trial copies the space
+        trial = coordinator.oracle.create_trial("w")  # keras-tuner's create_trial copies it
+        assert trial.hyperparameters is not space
+        assert trial.hyperparameters.get_config()["space"] == space.get_config()["space"]
     finally:
         coordinator.stop()
     assert "copy" not in vars(space)  # keras-tuner's own again

@@ -9,7 +9,7 @@ call that carries a trial uses keras-tuner's messages.
 from __future__ import annotations
 
 import json
-from typing import List, NamedTuple
+from typing import NamedTuple, Sequence
 
 import grpc
 
@@ -30,7 +30,7 @@ class EndAndNext(NamedTuple):
     sent by ReportEpoch yet ([{execution, epoch, logs}], as ReportEpoch sends them).
     On the wire: 4-byte length of the JSON epochs, the JSON, the request proto."""
     request: object
-    epochs: List[dict] = []
+    epochs: Sequence[dict] = ()
 
 
 def method(name: str) -> str:
