@@ -26,6 +26,7 @@ Run alone: `python -m benchmarks.bench_parallel [--case NAME] [--quick]`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -274,16 +275,6 @@ def _serve_ours(directory, trials, workers, tls=False, median_stopping=False):
             lambda: len(oracle.end_order), coordinator.tls.cert_pem if tls else None)
 
 
-def _serve_ours_tls(directory, trials, workers):
-    """Ours as worker pods reach it: over TLS."""
-    return _serve_ours(directory, trials, workers, tls=True)
-
-
-def _serve_ours_median_stopping(directory, trials, workers):
-    """Ours with the median stopping rule on (its workers report each epoch)."""
-    return _serve_ours(directory, trials, workers, median_stopping=True)
-
-
 def _serve_stock(directory, trials, workers):
     """keras-tuner's chief, as distribute/oracle_chief.start_server builds it."""
     from concurrent import futures
@@ -367,8 +358,12 @@ def _handout_run(server, workers, trials, processes):
     "ours_tls", "stock" or "floor"."""
     ctx = multiprocessing.get_context("spawn")
     calls = server if server in ("stock", "ours_each_epoch") else "ours"  # what workers send
-    serve = {"ours": _serve_ours, "ours_each_epoch": _serve_ours_median_stopping,
-             "ours_tls": _serve_ours_tls, "stock": _serve_stock, "floor": _serve_floor}[server]
+    serve = {"ours": _serve_ours,
+             # ours with median stopping on (its workers report each epoch)
+             "ours_each_epoch": functools.partial(_serve_ours, median_stopping=True),
+             # ours as worker pods reach it: over TLS
+             "ours_tls": functools.partial(_serve_ours, tls=True),
+             "stock": _serve_stock, "floor": _serve_floor}[server]
     with tempfile.TemporaryDirectory(prefix="kt-bench-handout-") as tmp:
         address, token, stop, ended, cert = serve(tmp, trials, workers)
         queue, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()

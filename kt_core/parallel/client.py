@@ -170,35 +170,36 @@ class RemoteTrialLog(results_lib.TrialRecorder):
         self.client = client
         self.report_each_epoch = report_each_epoch
         self.report_every_s = report_every_s
-        self._execution = {}
         self._stop = set()
-        self._unsent = {}  # trial_id -> epochs not sent yet
+        self._sent = {}  # trial_id -> how many of its recorded epochs were sent
         self._sent_at = {}  # trial_id -> when its epochs were last sent (or it began)
 
     def trial_begin(self, trial_id: str) -> None:
         super().trial_begin(trial_id)
-        self._execution[trial_id] = -1
         self._stop.discard(trial_id)
-        self._unsent[trial_id] = []
+        self._sent[trial_id] = 0
         self._sent_at[trial_id] = time.monotonic()
-
-    def execution_begin(self, trial_id: str) -> None:
-        super().execution_begin(trial_id)
-        self._execution[trial_id] = self._execution.get(trial_id, -1) + 1
 
     def epoch_end(self, trial_id: str, epoch: int, logs=None) -> None:
         super().epoch_end(trial_id, epoch, logs)
-        unsent = self._unsent.setdefault(trial_id, [])
-        unsent.append({"execution": max(self._execution.get(trial_id, 0), 0), "epoch": int(epoch),
-                       "logs": {k: results_lib._number(v) for k, v in (logs or {}).items()}})
         if (self.report_each_epoch
                 or time.monotonic() - self._sent_at.get(trial_id, 0.0) >= self.report_every_s):
             self._send(trial_id)
 
+    def _unsent(self, trial_id: str) -> list:
+        """The epochs recorded here (TrialRecorder's, per execution) not sent yet, as
+        ReportEpoch and EndTrialAndNext carry them; marks them sent."""
+        epochs = [{"execution": execution, "epoch": int(logs["epoch"]),
+                   "logs": {k: v for k, v in logs.items() if k != "epoch"}}
+                  for execution, recorded in enumerate(self._epochs.get(trial_id, []))
+                  for logs in recorded]
+        sent, self._sent[trial_id] = self._sent.get(trial_id, 0), len(epochs)
+        return epochs[sent:]
+
     def _send(self, trial_id: str) -> None:
-        epochs, self._unsent[trial_id] = self._unsent.get(trial_id, []), []
         self._sent_at[trial_id] = time.monotonic()
-        reply = self.client.call(wire.REPORT_EPOCH, {"trial_id": trial_id, "epochs": epochs})
+        reply = self.client.call(wire.REPORT_EPOCH, {"trial_id": trial_id,
+                                                     "epochs": self._unsent(trial_id)})
         if not reply.get("leased", True):
             log.warning("worker %s: trial %s is no longer ours; stopping it", self.client.worker_id,
                         trial_id)
@@ -206,9 +207,9 @@ class RemoteTrialLog(results_lib.TrialRecorder):
             self._stop.add(trial_id)
 
     def unreported(self, trial_id: str) -> list:
-        """The trial's epochs not sent yet, for the call that ends it; forgets them."""
+        """The trial's epochs not sent yet, for the call that ends it."""
         self._sent_at.pop(trial_id, None)
-        return self._unsent.pop(trial_id, None) or []
+        return self._unsent(trial_id)
 
     def should_stop(self, trial_id: str, epoch: int, logs=None) -> bool:
         return trial_id in self._stop
